@@ -67,6 +67,8 @@ class FakePartner:
     calls: list[tuple[str, str]] = field(default_factory=list)
     applied: list[tuple[str, int]] = field(default_factory=list)
     """The partner's own records: (operation id, points moved) for each write it applied."""
+    tiers: dict[str, str] = field(default_factory=dict)
+    """Each member's tier, where not ``Base`` (no tier of any program's ladder)."""
 
     def fail_next(self, call: str, *faults: Fault) -> None:
         self.faults[call].extend(faults)
@@ -91,7 +93,9 @@ class FakePartner:
         self._fault("account", member_ref)
         if member_ref not in self.balances:
             raise UnknownMember("no such member", program_id=self.program_id, call="account")
-        return MemberAccount(member_ref=member_ref, balance=self.balances[member_ref], tier="Base")
+        return MemberAccount(
+            member_ref=member_ref, balance=self.balances[member_ref], tier=self.tiers.get(member_ref, "Base")
+        )
 
     async def debit(self, operation_id: str, member_ref: str, points: int) -> Operation:
         return await self._move("debit", OperationKind.DEBIT, operation_id, member_ref, -points)

@@ -76,6 +76,16 @@ async def links_and_activity(session: AsyncSession, member_id: str) -> tuple[lis
     return [link for link, _, _ in rows], ActivityMarkers(balances=rows[0][1], tiers=rows[0][2])
 
 
+@dataclass(frozen=True, slots=True)
+class LevelRead:
+    """A member's coalition ``level`` and their tier activity marker (``member.tier_activity``)
+    as it stood when the level was read: the level stands while the marker does (an unlink, or
+    a status match's end, moves it)."""
+
+    level: int
+    tier_activity: int
+
+
 class Federation:
     def __init__(
         self,
@@ -120,9 +130,13 @@ class Federation:
 
     async def coalition_level(self, member_id: str) -> int:
         """The highest coalition level among the member's reachable accounts (0 if none)."""
+        return (await self.level_read(member_id)).level
+
+    async def level_read(self, member_id: str) -> LevelRead:
+        """:meth:`coalition_level`, with the tier activity marker it was read under."""
         async with self.db.transaction() as session:
             links, activity = await links_and_activity(session, member_id)
-        return await self.level(links, activity)
+        return LevelRead(await self.level(links, activity), activity.tiers)
 
     async def level(self, links: Sequence[LinkedAccount], activity: ActivityMarkers) -> int:
         """The coalition level of the member with ``links`` and activity markers ``activity``:

@@ -4,7 +4,9 @@ A member who arrives through partner B and wants to convert out of (or pay with)
 asks A for a consent first, under a token A asserted: :meth:`DebitConsents.grant`. The consent
 is bound to the member, to A and to the exact points; it lives a short while
 (``EXCHANGE_DEBIT_CONSENT_SECONDS``) and pays for one debit. Its id is a random 256-bit secret,
-shown once; only its SHA-256 is stored.
+shown once; only its SHA-256 is stored, and, for a consent asked for under the member's
+idempotency key, the secret sealed, so that the request sent again (a retry after a lost answer)
+is answered that consent, its secret shown again, and no second consent is given.
 
 Sagas call :func:`authorize_debit` in the unit of work that records their conversion or
 redemption: a presented consent is used there by one guarded ``UPDATE`` (unused, unexpired,
@@ -25,8 +27,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
+from exchange.idempotency import claiming, record_once
+from exchange.keyring.crypto import decrypt_with_secret, encrypt_with_secret
 from exchange.members.authority import (
     AuthorityRequired,
     DebitAuthority,
@@ -68,19 +73,38 @@ class DebitConsents:
     db: Database
     clock: Clock
     ttl: timedelta
+    key_secret: str
+    """Seals a keyed consent's secret (the key-encryption secret)."""
 
     @classmethod
     def for_settings(cls, settings: Settings, *, db: Database, clock: Clock) -> DebitConsents:
-        return cls(db=db, clock=clock, ttl=settings.debit_consent_ttl)
+        return cls(
+            db=db,
+            clock=clock,
+            ttl=settings.debit_consent_ttl,
+            key_secret=settings.key_encryption_secret.get_secret_value(),
+        )
 
     async def grant(
-        self, *, member_id: str, asserted_by: str, program: str, points: int, field: str = "programId"
+        self,
+        *,
+        member_id: str,
+        asserted_by: str,
+        program: str,
+        points: int,
+        field: str = "programId",
+        key: str | None = None,
     ) -> GrantedConsent:
         """The member's consent to one debit of ``points`` of ``program``, given under a token
         ``program`` asserted (else :class:`~exchange.members.authority.AuthorityRequired`) while
         the member's account there is linked (else ``AccountNotLinked``: a consent given with no
         account would debit whichever is linked next); ``field`` is the argument that named
-        ``program``."""
+        ``program``.
+
+        With the member's idempotency ``key`` (:mod:`exchange.idempotency`): the consent the key
+        holds, if given for the same program and points, as it stands (its secret again; one
+        used, expired or revoked pays for nothing more), nothing given now; ``IdempotencyConflict``
+        if given for another. An unused consent forgotten a day after it expired frees its key."""
         require_own_assertion(asserted_by, program, field=field)
         if not 0 < points <= MAX_POINTS:
             raise BadUserInput(f"points must be from 1 to {MAX_POINTS:,}, got {points:,}", field="points")
@@ -93,6 +117,8 @@ class DebitConsents:
             points=points,
             created_at=now,
             expires_at=now + self.ttl,
+            idempotency_key=key,
+            sealed_secret=None if key is None else encrypt_with_secret(secret, self.key_secret, _kid(member_id, key)),
         )
         async with self.db.transaction() as session:
             await programs.get_program(session, program, field=field)
@@ -110,8 +136,32 @@ class DebitConsents:
                     col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
                 )
             )
-            session.add(consent)
-        return GrantedConsent(secret=secret, consent=consent)
+            if key is None:
+                session.add(consent)
+                return GrantedConsent(secret=secret, consent=consent)
+            claim = claiming(
+                dialects.insert(session, CONSENTS).values({c.name: getattr(consent, c.name) for c in CONSENTS.columns})
+            )
+            given, created = await record_once(
+                session,
+                DebitConsent,
+                claim,
+                member_id=member_id,
+                key=key,
+                same=lambda earlier: (earlier.program_id, earlier.points) == (program, points),
+            )
+        assert given is not None and given.sealed_secret is not None, "only the key is unique but for the secret"
+        if created:
+            return GrantedConsent(secret=secret, consent=given)
+        return GrantedConsent(decrypt_with_secret(given.sealed_secret, self.key_secret, _kid(member_id, key)), given)
+
+
+CONSENTS = DebitConsent.__table__  # type: ignore[attr-defined]  # a table model's
+
+
+def _kid(member_id: str, key: str) -> str:
+    """What a keyed consent's sealed secret is bound to: its member's key."""
+    return f"debit-consent:{member_id}:{key}"
 
 
 async def revoke(session: AsyncSession, *, member_id: str, program: str, now: datetime) -> None:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from exchange.db.types import UTCDateTime
+from exchange.idempotency import IDEMPOTENCY_KEY_LENGTH
 
 MEMBER_REF_MAX_LENGTH = 128
 
@@ -114,12 +115,14 @@ class DebitConsent(SQLModel, table=True):
     ``points`` there by a request made under another partner's token.
 
     Only the SHA-256 of the consent's secret is kept (the secret is a random 256-bit value,
-    shown once). It is used at most once (``used_at``, ``used_for`` names the conversion or
+    shown once), and, for a consent given under the member's idempotency key, the secret sealed
+    with the key-encryption secret, to show it again to that request sent again. It is used at most once (``used_at``, ``used_for`` names the conversion or
     redemption it paid for), never after ``expires_at``, and never once revoked (``revoked_at``:
     the member unlinked their account at ``program_id`` before using it).
     """
 
     __tablename__ = "debit_consent"
+    __table_args__ = (Index("ix_debit_consent_member_key", "member_id", "idempotency_key", unique=True),)
 
     secret_hash: str = Field(primary_key=True, max_length=64)
     member_id: str = Field(foreign_key="member.id", max_length=40, ondelete="CASCADE", index=True)
@@ -130,3 +133,13 @@ class DebitConsent(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     used_for: str | None = Field(default=None, max_length=80)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LENGTH,
+        description="The member's key for the request that gave it, if it gave one (unique per member).",
+    )
+    sealed_secret: str | None = Field(
+        default=None,
+        sa_column=Column(Text, nullable=True),
+        description="With a key only: the secret, as a JWE, for the request sent again to show it again.",
+    )

@@ -77,6 +77,24 @@ class TierTooLow(ExchangeError):
         )
 
 
+class TiersChanged(ExchangeError):
+    """The member's tiers changed (an account unlinked, a status match ended) after the level
+    a reward needs was read and before the redemption was recorded: that level may be one the
+    member no longer holds. Nothing was recorded; the same request again reads the level anew."""
+
+    code = ErrorCode.TIER_TOO_LOW
+
+    def __init__(self, reward_id: str, needed: int, held: int) -> None:
+        super().__init__(
+            f"reward {reward_id} needs coalition level {needed}; your partners reported level {held}, and your "
+            "tiers have changed since (an account unlinked, or a status match ended): nothing was redeemed; "
+            "redeem again to have your level read anew",
+            field="rewardId",
+            minLevel=needed,
+            reason="TIERS_CHANGED",
+        )
+
+
 class NotCancellable(BadUserInput):
     def __init__(self, redemption_id: str, status: str, cancelled_by: str | None = None) -> None:
         by = f" (cancelled by the {cancelled_by.lower()})" if cancelled_by is not None else ""

@@ -3,7 +3,10 @@
 1. **Record** the redemption PENDING under the member's idempotency key, and in the same
    unit of work take one from the reward's stock (a guarded ``UPDATE … WHERE stock >= 1``:
    stock never goes below zero, however many redeem at once) and count it against the
-   member's limit (the limits counters, locked in key order). A repeat of the key returns
+   member's limit (the limits counters, locked in key order). A reward's minimum level is
+   checked against the member's level as the partners report it, asked before this unit of
+   work; the unit of work refuses the redemption if the member's tiers changed since
+   (:class:`~exchange.rewards.errors.TiersChanged`). A repeat of the key returns
    the same redemption. A request expecting a points price (the one its member saw) that is
    no longer the price is refused there, nothing recorded. The paying program's points are spent only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
@@ -41,7 +44,7 @@ from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import ExchangeError
-from exchange.federation.accounts import Federation
+from exchange.federation.accounts import Federation, LevelRead
 from exchange.idempotency import claiming, keyed, record_once, same_request
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.models import LedgerCloseAnchor, LedgerTransactionKey
@@ -49,7 +52,7 @@ from exchange.ledger.posting import Ledger
 from exchange.members import service as members
 from exchange.members.authority import DebitAuthority, require_authority
 from exchange.members.consents import authorize_debit
-from exchange.members.models import LinkedAccount
+from exchange.members.models import LinkedAccount, Member
 from exchange.pricing import limits
 from exchange.programs import service as programs
 from exchange.programs.models import Program
@@ -64,6 +67,7 @@ from exchange.rewards.errors import (
     PriceChanged,
     RedemptionNotFound,
     RewardUnavailable,
+    TiersChanged,
     TierTooLow,
 )
 from exchange.rewards.models import (
@@ -139,8 +143,9 @@ class RedemptionSaga(Saga[Redemption]):
 
     db: Database
     connector_for: Callable[[Program], PartnerConnector]
-    member_level: Callable[[str], Awaitable[int]]
-    """The member's coalition level, as their partners report their tiers now."""
+    member_level: Callable[[str], Awaitable[LevelRead]]
+    """The member's coalition level, as their partners report their tiers now, and the tier
+    activity marker it was read under."""
     ledger: Ledger
     clock: Clock
     policy: SagaPolicy
@@ -163,7 +168,7 @@ class RedemptionSaga(Saga[Redemption]):
         return cls(
             db=db,
             connector_for=connectors.for_program,
-            member_level=federation.coalition_level,
+            member_level=federation.level_read,
             ledger=Ledger.for_settings(settings, clock),
             clock=clock,
             policy=SagaPolicy.for_settings(settings),
@@ -190,12 +195,15 @@ class RedemptionSaga(Saga[Redemption]):
                 return same_request(existing, request.idempotency_key, request.made)
             reward = await catalog.get_reward(session, request.reward_id)
         require_authority(request.authority, request.pay_with, field="payWith")  # before asking partners
+        level = None
         if reward.min_level > 0:
+            # Asked of the partners, outside a unit of work; the unit of work that records the
+            # redemption then refuses it if the tiers changed since (_record_in).
             level = await self.member_level(request.member_id)
-            if level < reward.min_level:
-                raise TierTooLow(reward.id, reward.min_level, level)
+            if level.level < reward.min_level:
+                raise TierTooLow(reward.id, reward.min_level, level.level)
         async with self.db.transaction() as session:
-            redemption, created = await self._record_in(session, request)
+            redemption, created = await self._record_in(session, request, level)
         return await self.drive(redemption) if created else redemption
 
     async def cancel(
@@ -302,26 +310,45 @@ class RedemptionSaga(Saga[Redemption]):
 
     # -- step 1: record -----------------------------------------------------------------
 
-    async def _paying_ref(self, session: AsyncSession, member_id: str, pay_with: str, *, lock: bool = False) -> str:
-        """The member's id at the paying program; ``lock``: read under a key-share lock (the
-        weakest that a delete waits for), so that an unlink of the account waits for the unit of work recording the redemption and then sees
-        it (:mod:`exchange.unlinking`)."""
+    async def _paying_ref(
+        self, session: AsyncSession, member_id: str, pay_with: str, *, lock: bool = False, tiers: bool = False
+    ) -> tuple[str, int]:
+        """The member's id at the paying program, and the member's tier activity marker, in one
+        statement. ``lock``: the account read under a key-share lock (the weakest that a delete
+        waits for), so that an unlink of the account waits for the unit of work recording the
+        redemption and then sees it (:mod:`exchange.unlinking`); with ``tiers``, the account and
+        the member both under a no-key-update lock, so that whatever moves the marker (an unlink
+        of any of the member's accounts, a status match's end) waits for that unit of work too,
+        or it waits for them and reads the marker they moved. The account is locked first, as an
+        unlink locks it before the member."""
         await programs.get_program(session, pay_with, field="payWith")
-        statement = select(LinkedAccount).where(
-            LinkedAccount.member_id == member_id, LinkedAccount.program_id == pay_with
+        statement = (
+            select(LinkedAccount.member_ref, Member.tier_activity)
+            .join(Member, col(Member.id) == col(LinkedAccount.member_id))
+            .where(LinkedAccount.member_id == member_id, LinkedAccount.program_id == pay_with)
         )
-        account = (
-            await session.exec(statement.with_for_update(read=True, key_share=True) if lock else statement)
-        ).first()
+        if tiers:
+            statement = statement.with_for_update(key_share=True, of=[LinkedAccount, Member])
+        elif lock:
+            statement = statement.with_for_update(read=True, key_share=True, of=LinkedAccount)
+        account = (await session.exec(statement)).first()
         if account is None:
             raise members.AccountNotLinked(pay_with, "payWith")
-        return account.member_ref
+        return account[0], account[1]
 
-    async def _record_in(self, session: AsyncSession, request: RedeemRequest) -> tuple[Redemption, bool]:
+    async def _record_in(
+        self, session: AsyncSession, request: RedeemRequest, level: LevelRead | None
+    ) -> tuple[Redemption, bool]:
+        """Record the redemption (step 1); ``level``: the member's level as checked against the
+        reward's minimum, refused (:class:`TiersChanged`) if their tiers changed since it was read."""
         now = self.clock.now()
-        paying_ref = await self._paying_ref(session, request.member_id, request.pay_with, lock=True)
+        paying_ref, tier_activity = await self._paying_ref(
+            session, request.member_id, request.pay_with, lock=True, tiers=level is not None
+        )
         quote = await _quote(session, request.reward_id, request.pay_with)
         reward = quote.reward
+        if level is not None and level.tier_activity != tier_activity:
+            raise TiersChanged(reward.id, reward.min_level, level.level)
         if not catalog.is_available(reward, now):
             raise RewardUnavailable(reward.id, reward.available_from, reward.available_until)
         usages = _usages(reward, request.member_id)

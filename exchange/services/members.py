@@ -17,7 +17,7 @@ from exchange.members import service as members
 from exchange.members.consents import DebitConsents, GrantedConsent
 from exchange.members.models import ActivityMarkers, LinkedAccount, Member
 from exchange.programs.catalog import CatalogCache
-from exchange.services.requests import member_of, program_of
+from exchange.services.requests import idempotency_key, member_of, program_of
 from exchange.unlinking import service as unlinking
 from exchange.unlinking.service import Rule, Unlinked
 
@@ -127,14 +127,15 @@ class MemberService:
         return await self.federation.accounts(member_id, links=links, activity=activity)
 
     async def authorize_debit(
-        self, caller: Principal, program_id: str, points: int, *, field: str = "programId"
+        self, caller: Principal, program_id: str, points: int, *, field: str = "programId", key: str | None = None
     ) -> GrantedConsent:
         """The caller's consent to one debit of exactly ``points`` of ``program_id`` by a request
         under another partner's token; given only under a token ``program_id`` asserted (an
         unknown program is not found first). The points the exchange holds itself (the coalition
         point's) take no consent: no partner asserts for them, and any of the member's tokens with
         the scope ``member:coalition`` spends them. ``field`` is the argument that named the program,
-        which a refusal names."""
+        which a refusal names. With the member's idempotency ``key``, the request sent again answers
+        the consent it gave (:meth:`~exchange.members.consents.DebitConsents.grant`)."""
         catalog = await self.catalog.get()
         catalog.program(program_id, field=field)
         if program_id in catalog.exchange_held:
@@ -149,6 +150,7 @@ class MemberService:
             program=program_id,
             points=points,
             field=field,
+            key=None if key is None else idempotency_key(key),
         )
 
     async def coalition_level(self, member_id: str) -> int:

@@ -58,7 +58,7 @@ from exchange.settlement.breaks import (
     resolve_breaks,
 )
 from exchange.settlement.closing import PeriodReport
-from exchange.settlement.errors import JobNotFound
+from exchange.settlement.errors import RECORDS_FIELD, JobNotFound
 from exchange.settlement.keys import Rotation, StatementKeys
 from exchange.settlement.models import (
     BreakResolution,
@@ -556,6 +556,7 @@ class SettlementService:
                 source=source,
                 actor=by,
                 records_source=RecordsSource.PARTNER_FILE,
+                records_field=RECORDS_FIELD,
                 now=self.clock.now(),
             )
             return await reconciliation_view(
@@ -583,6 +584,7 @@ class SettlementService:
                     source=written,
                     actor=by,
                     records_source=RecordsSource.COALITION_BOOK,
+                    records_field=None,  # written from the book for the period asked: no input of the caller's
                     now=self.clock.now(),
                 )
                 # Kept only once imported: a refused import (a period the point took no part in,

@@ -118,7 +118,11 @@ class WebhookService:
         delivery_ids: Collection[int] = (),
         dead: bool = False,
         since: datetime | None = None,
+        by: str | None = None,
+        key: str | None = None,
     ) -> int:
+        """Queue deliveries again (see :func:`~exchange.webhooks.subscriptions.replay`); with the
+        idempotency ``key`` of the client ``by``, a repeat of its request answers what it queued."""
         async with self.db.transaction() as session:
             return await subscriptions.replay(
                 session,
@@ -128,6 +132,8 @@ class WebhookService:
                 dead=dead,
                 since=since,
                 now=self.clock.now(),
+                by=by,
+                key=None if key is None else idempotency_key(key),
             )
 
     async def deliveries(

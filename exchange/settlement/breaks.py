@@ -19,7 +19,8 @@ Accepting the ledger's figure is one ``INSERT … SELECT``; adjusting reads the 
 amounts and counterparties in one query and posts the adjustments through the ledger in
 batches, each break with its default amount and counterparty (or one counterparty named for
 all). A filter selects the breaks still open, so repeating it resolves nothing more; ids may
-name breaks already resolved the same way (counted, not changed), and any resolved otherwise
+name breaks already resolved the same way (counted, not changed): as recorded, adjusting by the
+amount and against the counterparty this request would post for each; any resolved otherwise
 refuse the whole request. After the sign-off a selection repeated is answered as one break's
 resolution repeated is (:func:`_repeated`).
 """
@@ -32,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, case, exists, func, insert, literal, text, update
+from sqlalchemy import ColumnElement, Table, and_, exists, insert, literal, text, update
 from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -241,6 +242,15 @@ RESOLUTION_COLUMNS = (
     "counterparty",
     "transaction_id",
 )
+#: What a break's adjustment is worked out from (:func:`_adjusted_by`).
+BREAK_FIGURES = (
+    BREAKS.c.id,
+    BREAKS.c.kind,
+    BREAKS.c.reference,
+    BREAKS.c.partner_amount,
+    BREAKS.c.ledger_amount,
+    BREAKS.c.counterparty,
+)
 #: Ids one request may name; a larger selection is made by filters.
 MAX_SELECTED_IDS = 10_000
 #: Break ids per statement, and adjustments per posting batch.
@@ -339,11 +349,11 @@ async def resolve_breaks(
         await check_counterparty(session, request.partner, request.counterparty, field="adjustment.counterparty")
     await _check_named(session, request.selection)
     if position.signed_off_at is not None:
-        return await _repeated(session, reconciliation, request, reason)
+        return await _repeated(session, reconciliation, currency, request, reason)
     ids = request.selection.ids
     unchanged = 0
     if ids is not None:
-        unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request, reason)
+        unchanged = await _already_resolved(session, reconciliation, currency, sorted(set(ids)), request, reason)
     open_before = await unresolved_breaks(session, reconciliation.id)
     posted: list[tuple[int, int, str]] = []
     for chunk in _batches(sorted(set(ids))) if ids is not None else [None]:
@@ -392,41 +402,31 @@ def _batches(ids: Sequence[int]) -> Iterable[Sequence[int]]:
 
 
 async def _repeated(
-    session: AsyncSession, reconciliation: Reconciliation, request: BulkResolveRequest, reason: str
+    session: AsyncSession,
+    reconciliation: Reconciliation,
+    currency: Currency,
+    request: BulkResolveRequest,
+    reason: str,
 ) -> BulkResolution:
     """The answer, on a period the partner has signed off, to a request that repeats what was
     resolved before: every break it names (or its filters match, one at least) resolved as it
-    asks. Nothing is resolved now, as when it was repeated before the sign-off: its ids are
-    counted unchanged. Anything else would change a final period: ``PartnerSignedOff``."""
+    would record it (:func:`_already_resolved`). Nothing is resolved now, as when it was repeated
+    before the sign-off: its ids are counted unchanged. Anything else would change a final
+    period: ``PartnerSignedOff``."""
     closed = PartnerSignedOff(reconciliation.partner, reconciliation.period)
     ids = request.selection.ids
     if ids is not None:
-        try:
-            unchanged = await _already_resolved(session, reconciliation, sorted(set(ids)), request, reason)
-        except ResolutionConflict:
-            raise closed from None
-        if unchanged < len(set(ids)):
-            raise closed
-        return BulkResolution(reconciliation, 0, unchanged, 0)
-    matched, same = (
-        await session.exec(  # type: ignore[call-overload]
-            core_select(func.count(), func.count(case((_resolved_as(request, reason), 1))))
-            .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
-            .where(_selected(reconciliation.id, request.selection, None))
-        )
-    ).one()
-    if not matched or same < matched:
+        named = sorted(set(ids))
+    else:
+        matched = core_select(BREAKS.c.id).where(_selected(reconciliation.id, request.selection, None))
+        named = [row.id for row in await session.exec(matched.order_by(BREAKS.c.id))]  # type: ignore[call-overload]
+    try:
+        unchanged = await _already_resolved(session, reconciliation, currency, named, request, reason)
+    except ResolutionConflict:
+        raise closed from None
+    if not named or unchanged < len(named):
         raise closed
-    return BulkResolution(reconciliation, 0, 0, 0)
-
-
-def _resolved_as(request: BulkResolveRequest, reason: str) -> ColumnElement[bool]:
-    """A break's resolution (``RESOLUTIONS``, joined) is the one ``request`` asks for: its way,
-    its reason, and the counterparty it names, if it names one."""
-    clauses = [RESOLUTIONS.c.resolution == request.resolution.value, RESOLUTIONS.c.reason == reason]
-    if request.counterparty is not None:
-        clauses.append(RESOLUTIONS.c.counterparty == request.counterparty)
-    return and_(*clauses)
+    return BulkResolution(reconciliation, 0, unchanged if ids is not None else 0, 0)
 
 
 def _open_breaks(reconciliation_id: str, selection: BreakSelection, ids: Sequence[int] | None) -> ColumnElement[bool]:
@@ -447,31 +447,65 @@ def _selected(reconciliation_id: str, selection: BreakSelection, ids: Sequence[i
 
 
 async def _already_resolved(
-    session: AsyncSession, reconciliation: Reconciliation, ids: Sequence[int], request: BulkResolveRequest, reason: str
+    session: AsyncSession,
+    reconciliation: Reconciliation,
+    currency: Currency,
+    ids: Sequence[int],
+    request: BulkResolveRequest,
+    reason: str,
 ) -> int:
-    """How many of ``ids`` are resolved already, the way ``request`` asks (:func:`_resolved_as`);
+    """How many of ``ids`` are resolved already as ``request`` would record them: its way, its
+    reason and, adjusting, the amount and counterparty it would post for each (:func:`_adjusted_by`:
+    the counterparty named, else the break's own default), compared with what was recorded;
     refused if any is not the reconciliation's, or was resolved otherwise."""
     resolved = 0
+    ledgers: dict[str, str] | None = None
     for chunk in _batches(ids):
-        rows = await session.exec(  # type: ignore[call-overload]
-            core_select(BREAKS.c.id, RESOLUTIONS.c.break_id.label("done"), _resolved_as(request, reason).label("same"))
-            .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
-            .where(BREAKS.c.reconciliation_id == reconciliation.id, BREAKS.c.id.in_(chunk))
+        rows = list(
+            await session.exec(  # type: ignore[call-overload]
+                core_select(
+                    *BREAK_FIGURES,
+                    RESOLUTIONS.c.break_id.label("done"),
+                    RESOLUTIONS.c.resolution,
+                    RESOLUTIONS.c.reason,
+                    RESOLUTIONS.c.amount,
+                    RESOLUTIONS.c.counterparty.label("adjusted_against"),
+                )
+                .select_from(BREAKS.outerjoin(RESOLUTIONS, RESOLUTIONS.c.break_id == BREAKS.c.id))
+                .where(BREAKS.c.reconciliation_id == reconciliation.id, BREAKS.c.id.in_(chunk))
+            )
         )
-        found: dict[int, tuple[bool, bool]] = {row.id: (row.done is not None, bool(row.same)) for row in rows}
+        found = {row.id for row in rows}
         if missing := [break_id for break_id in chunk if break_id not in found]:
             raise BadUserInput(
                 f"break {missing[0]} is not one of the current reconciliation of {reconciliation.partner} "
                 f"for {reconciliation.period}",
                 field="selection.ids",
             )
-        for break_id, (done, same) in found.items():
-            if not done:
-                continue
-            if not same:
-                raise ResolutionConflict(break_id, field="selection.ids")
+        done = [row for row in rows if row.done is not None]
+        if ledgers is None and request.resolution is Resolution.ADJUST and _needs_ledger(request, done):
+            ledgers = await _ledger_counterparties(session, reconciliation, currency)
+        for row in done:
+            asked: tuple[str, str, int | None, str | None] = (request.resolution.value, reason, None, None)
+            if request.resolution is Resolution.ADJUST:
+                asked = (request.resolution.value, reason, *_adjusted_by(row, request, ledgers or {}))
+            if (row.resolution, row.reason, row.amount, row.adjusted_against) != asked:
+                raise ResolutionConflict(row.id, field="selection.ids")
             resolved += 1
     return resolved
+
+
+def _adjusted_by(row: Any, request: BulkResolveRequest, ledgers: dict[str, str]) -> tuple[int | None, str | None]:
+    """The amount and counterparty ``request`` adjusts the break ``row`` (its :data:`BREAK_FIGURES`)
+    by: its default amount, and the counterparty named, else its line's, else the ledger's one
+    for its reference (``ledgers``, :func:`_ledger_counterparties`); ``None`` where it has none."""
+    return default_amount(row), request.counterparty or row.counterparty or ledgers.get(row.reference)
+
+
+def _needs_ledger(request: BulkResolveRequest, rows: Sequence[Any]) -> bool:
+    """Whether adjusting ``rows`` as ``request`` asks needs the ledger's counterparty of a
+    reference (:func:`_ledger_counterparties`): it names none, and a break's line names none."""
+    return request.counterparty is None and any(row.counterparty is None for row in rows)
 
 
 async def _accept(session: AsyncSession, selected: ColumnElement[bool], reason: str, actor: str, now: datetime) -> None:
@@ -504,35 +538,19 @@ async def _adjust(
     """Post an adjustment for every selected break (each its default amount; its default
     counterparty unless the request names one) in batches, and record the resolutions; the
     adjustments posted: break id, amount, counterparty."""
-    rows = list(
-        await session.exec(  # type: ignore[call-overload]
-            core_select(
-                BREAKS.c.id,
-                BREAKS.c.kind,
-                BREAKS.c.reference,
-                BREAKS.c.partner_amount,
-                BREAKS.c.ledger_amount,
-                BREAKS.c.counterparty,
-            )
-            .where(selected)
-            .order_by(BREAKS.c.id)
-        )
-    )
+    rows = list(await session.exec(core_select(*BREAK_FIGURES).where(selected).order_by(BREAKS.c.id)))  # type: ignore[call-overload]
     if not rows:
         return []
     partner = reconciliation.partner
-    ledgers: dict[str, str] = {}
-    if request.counterparty is None and any(row.counterparty is None for row in rows):
-        ledgers = await _ledger_counterparties(session, reconciliation, currency)
+    ledgers = await _ledger_counterparties(session, reconciliation, currency) if _needs_ledger(request, rows) else {}
     adjustments: list[tuple[int, int, str]] = []
     for row in rows:
-        amount = default_amount(row)
+        amount, counterparty = _adjusted_by(row, request, ledgers)
         if not amount:
             raise BadAdjustment(
                 f"break {row.id} ({row.kind}) has no amount to adjust by: resolve it on its own, naming one",
                 field="selection",
             )
-        counterparty = request.counterparty or row.counterparty or ledgers.get(row.reference)
         if counterparty is None:
             raise BadAdjustment(
                 f"name the adjustments' counterparty: the reference {quoted(row.reference)} of break {row.id} "

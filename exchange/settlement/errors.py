@@ -13,6 +13,9 @@ from exchange.errors import (
 )
 from exchange.text import counted, quoted
 
+#: The input a partner's records come in, as the API names it (``importPartnerRecords``' argument).
+RECORDS_FIELD = "csv"
+
 
 class SettlementInvariantBroken(Exception):
     """The ledger holds something netting cannot attribute; never expected (posting refuses
@@ -65,7 +68,7 @@ class MalformedRecords(BadUserInput):
     """A partner's file that cannot be read whole; nothing of it is imported."""
 
     def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}; nothing was imported", field="csv", line=line, reason=reason)
+        super().__init__(f"line {line}: {reason}; nothing was imported", field=RECORDS_FIELD, line=line, reason=reason)
         self.line = line
         self.reason = reason
 
@@ -80,11 +83,16 @@ class NotReconciled(ExchangeError):
 
 
 class ResolvedBreaksWouldBeLost(BadUserInput):
-    def __init__(self, partner: str, period: str) -> None:
+    """A new import would reopen breaks already resolved. ``field``: the caller's input that
+    holds the records (a partner's file); ``None`` where no input does (the exchange's own book
+    of the coalition point, written for the period asked): then the period's state refuses it,
+    not anything the caller sent."""
+
+    def __init__(self, partner: str, period: str, *, field: str | None) -> None:
         super().__init__(
             f"breaks of the reconciliation of {partner} for {period} are already resolved; a new import would reopen them: "
             "resolve the open breaks of the current import instead",
-            field="csv",
+            field=field,
         )
 
 

@@ -404,10 +404,13 @@ async def import_records(
     source: ByteSource,
     actor: str,
     records_source: RecordsSource,
+    records_field: str | None,
     now: datetime,
 ) -> Reconciliation:
     """Import the partner's file (read a block at a time) and classify it; one unit of work.
-    ``actor`` is who imported it, ``records_source`` where the file came from.
+    ``actor`` is who imported it, ``records_source`` where the file came from, ``records_field``
+    the caller's input that held it, which a refusal of a new import names (``None``: no input
+    held it, as for the exchange's own book of the coalition point).
 
     A malformed file raises :class:`~exchange.settlement.errors.MalformedRecords` naming the
     first bad line; the caller's unit of work then rolls back, so nothing is imported.
@@ -445,7 +448,7 @@ async def import_records(
     if position.signed_off_at is not None:
         raise PartnerSignedOff(partner, period)
     if current is not None and await unresolved_breaks(session, current.id) < current.breaks:
-        raise ResolvedBreaksWouldBeLost(partner, period)
+        raise ResolvedBreaksWouldBeLost(partner, period, field=records_field)
     unknown = (await session.exec(UNKNOWN_COUNTERPARTY, params={"exchange": EXCHANGE})).first()  # type: ignore[call-overload]
     if unknown is not None:
         raise MalformedRecords(

@@ -74,11 +74,6 @@ class WebhookSubscription(SQLModel, table=True):
     rotated_at: datetime | None = Field(
         default=None, sa_type=UTCDateTime, description="When the secret was made, if by a rotation."
     )
-    rotation_key: str | None = Field(
-        default=None,
-        max_length=IDEMPOTENCY_KEY_LENGTH,
-        description="The idempotency key of the rotation that made the secret, if it was given one.",
-    )
     created_by: str = Field(max_length=120)
     created_at: datetime = Field(sa_type=UTCDateTime)
     idempotency_key: str | None = Field(
@@ -98,6 +93,37 @@ class WebhookSubscription(SQLModel, table=True):
         "did not see committed is after it. None on SQLite, and for a subscription made before it was kept.",
     )
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookRotation(SQLModel, table=True):
+    """A rotation of a subscription's secret made under an idempotency key: the secret version
+    it made, and when. The key sent again answers that rotation, however many came after it."""
+
+    __tablename__ = "webhook_rotation"
+
+    subscription_id: str = Field(primary_key=True, foreign_key="webhook_subscription.id", max_length=36)
+    idempotency_key: str = Field(primary_key=True, max_length=IDEMPOTENCY_KEY_LENGTH)
+    version: int
+    rotated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WebhookReplay(SQLModel, table=True):
+    """A replay of a subscription's deliveries made under its client's idempotency key (unique
+    per client, ``created_by``): what it asked for and how many deliveries it queued, which the
+    same request sent again answers, queuing nothing."""
+
+    __tablename__ = "webhook_replay"
+
+    created_by: str = Field(primary_key=True, max_length=120)
+    idempotency_key: str = Field(primary_key=True, max_length=IDEMPOTENCY_KEY_LENGTH)
+    subscription_id: str = Field(foreign_key="webhook_subscription.id", max_length=36)
+    delivery_ids: list[int] = Field(
+        sa_column=Column(JSON, nullable=False), description="The deliveries it named, in order; none: by filters."
+    )
+    dead: bool
+    since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    queued: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class WebhookEvent(SQLModel, table=True):

@@ -37,6 +37,8 @@ from exchange.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
+    WebhookReplay,
+    WebhookRotation,
     WebhookSubscription,
 )
 from exchange.webhooks.urls import check_url
@@ -265,23 +267,27 @@ async def rotate(
     """A new secret; the one it replaces keeps signing beside it for ``overlap`` (receivers
     switch meanwhile). A rotation during another's overlap ends the older secret at once.
 
-    With the idempotency ``key`` of the rotation that made the secret signing now, it is that
-    rotation repeated (a retry after a lost answer): nothing rotates, and the answer is that
-    rotation's (:func:`repeated`). Rotating again instead would end the secret the receiver
-    still holds at once, the one the lost answer replaced never having reached it."""
+    With the idempotency ``key`` of a rotation of this subscription, it is that rotation repeated
+    (a retry after a lost answer), the latest or an earlier one: nothing rotates, and the answer
+    is that rotation's (:func:`repeated`: its secret withheld, ROTATED, once another replaced
+    it). Rotating again instead would end the secret the receiver still holds at once, the one
+    the lost answer replaced never having reached it. The subscription's row, locked, queues
+    rotations of it, so one key makes one rotation."""
     row = await get(session, tenant, subscription_id, lock=True)
-    if key is not None and key == row.rotation_key:
-        assert row.rotated_at is not None, "a rotation records its time with its key"
-        return repeated(row, version=row.secret_version, made_at=row.rotated_at, key_secret=key_secret, now=now)
+    if key is not None and (earlier := await session.get(WebhookRotation, (row.id, key))) is not None:
+        return repeated(row, version=earlier.version, made_at=earlier.rotated_at, key_secret=key_secret, now=now)
     current = signing.unseal(row.secret, key_secret, row.id, row.secret_version)
     secret = signing.new_secret()
     row.secret_version += 1
     row.previous_secret = signing.seal(current, key_secret, row.id, row.secret_version - 1)
     row.previous_secret_until = now + overlap
     row.secret = signing.seal(secret, key_secret, row.id, row.secret_version)
-    row.rotation_key = key
     row.rotated_at = now
     session.add(row)
+    if key is not None:
+        session.add(
+            WebhookRotation(subscription_id=row.id, idempotency_key=key, version=row.secret_version, rotated_at=now)
+        )
     return WithSecret(row, secret)
 
 
@@ -311,13 +317,20 @@ async def replay(
     dead: bool = False,
     since: datetime | None = None,
     now: datetime,
+    by: str | None = None,
+    key: str | None = None,
 ) -> int:
     """Queue deliveries again, each with a fresh retry window: those named by id, or every
     dead-lettered one (``dead``), or every finished one of an event since ``since`` (the oldest
     :data:`REPLAY_LIMIT` of them); how many.
 
     The same ``webhook-id`` is sent again (it is the same event), so a receiver that had
-    processed it can tell."""
+    processed it can tell.
+
+    With the idempotency ``key`` of the client ``by``: the replay the key holds, if made by the
+    same request (the same subscription, ids, or filters when it names none), answered by the
+    count it queued, nothing queued now; ``IdempotencyConflict`` if made by another. The key is
+    claimed first, so that the same request sent twice at once queues once."""
     row = await get(session, tenant, subscription_id, field="subscriptionId")
     if not delivery_ids and not dead and since is None:
         raise BadUserInput("name deliveries, or ask for the dead-lettered ones, or give a time", field="deliveryIds")
@@ -325,6 +338,72 @@ async def replay(
         # Each id is a bound parameter: past 65,535 of them PostgreSQL's client library refuses
         # the query in words that read as an outage.
         raise BadUserInput(f"name at most {REPLAY_LIMIT} deliveries at once", field="deliveryIds")
+    if delivery_ids:
+        dead, since = False, None  # not read when deliveries are named
+    asked = None
+    if key is not None:
+        assert by is not None, "a key is its client's"
+        asked = WebhookReplay(
+            created_by=by[:120],
+            idempotency_key=key,
+            subscription_id=row.id,
+            delivery_ids=sorted(set(delivery_ids)),
+            dead=dead,
+            since=since,
+            queued=0,
+            created_at=now,
+        )
+        if (earlier := await _claim_replay(session, asked)) is not None:
+            return earlier.queued
+    queued = await _queue_again(session, row, delivery_ids, dead=dead, since=since, now=now)
+    if asked is not None:
+        await session.exec(
+            update(WebhookReplay)
+            .where(
+                col(WebhookReplay.created_by) == asked.created_by,
+                col(WebhookReplay.idempotency_key) == asked.idempotency_key,
+            )
+            .values(queued=queued)
+        )
+    return queued
+
+
+async def _claim_replay(session: AsyncSession, asked: WebhookReplay) -> WebhookReplay | None:
+    """Claim ``asked``'s key for it: ``None`` once claimed; else the replay the key holds, if
+    made by the same request, and ``IdempotencyConflict`` if by another."""
+    table = WebhookReplay.__table__  # type: ignore[attr-defined]  # a table model's
+    claim = claiming(dialects.insert(session, table).values({c.name: getattr(asked, c.name) for c in table.columns}))
+    if (await session.exec(claim)).first() is not None:
+        return None
+    earlier = (
+        await session.exec(
+            select(WebhookReplay).where(
+                WebhookReplay.created_by == asked.created_by, WebhookReplay.idempotency_key == asked.idempotency_key
+            )
+        )
+    ).one()
+
+    def made(replay: WebhookReplay) -> bool:
+        return (replay.subscription_id, replay.delivery_ids, replay.dead, replay.since) == (
+            asked.subscription_id,
+            asked.delivery_ids,
+            asked.dead,
+            asked.since,
+        )
+
+    return same_request(earlier, asked.idempotency_key, made)
+
+
+async def _queue_again(
+    session: AsyncSession,
+    row: WebhookSubscription,
+    delivery_ids: Collection[int],
+    *,
+    dead: bool,
+    since: datetime | None,
+    now: datetime,
+) -> int:
+    """:func:`replay`'s queuing: the deliveries chosen, queued again; how many."""
     query = select(WebhookDelivery.id).where(
         WebhookDelivery.subscription_id == row.id,
         col(WebhookDelivery.status).in_([DeliveryStatus.DELIVERED, DeliveryStatus.DEAD]),

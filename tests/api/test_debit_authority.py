@@ -167,6 +167,21 @@ async def test_reading_works_through_any_linked_partner(kit: ExchangeKit, alice:
 
 
 @ON_SQLITE_TOO
+async def test_a_consent_asked_again_under_its_key_answers_the_first_consent(
+    kit: ExchangeKit, alice: dict[str, str]
+) -> None:
+    keyed = """mutation($points: Int!, $key: String) {
+      authorizeDebit(programId: "happy-card", points: $points, idempotencyKey: $key) { id points expiresAt } }"""
+    first = (await kit.data(keyed, alice["happy-card"], points=1000, key="consent-1"))["authorizeDebit"]
+    assert (await kit.data(keyed, alice["happy-card"], points=1000, key="consent-1"))["authorizeDebit"] == first
+    async with kit.db.transaction() as session:
+        assert len((await session.exec(select(DebitConsent))).all()) == 1, "no second consent"
+    other = (await kit.graphql(keyed, alice["happy-card"], points=2000, key="consent-1")).json()
+    assert other["errors"][0]["extensions"] == {"code": "IDEMPOTENCY_CONFLICT", "field": "idempotencyKey"}
+    assert (await kit.data(keyed, alice["happy-card"], points=1000, key="consent-2"))["authorizeDebit"] != first
+
+
+@ON_SQLITE_TOO
 async def test_a_consent_lets_another_partners_token_convert_exactly_that_amount_once(
     kit: ExchangeKit, alice: dict[str, str], fleet: SandboxFleet, clock: MovableClock
 ) -> None:

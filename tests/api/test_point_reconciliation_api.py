@@ -6,6 +6,7 @@ the records' source). A partner may not; a bad or open period is refused as
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 
 from exchange.auth.scopes import Role
 from exchange.ledger.posting import Ledger
+from exchange.services.container import open_services
 from exchange.settings import Settings
+from exchange.settlement.errors import ResolvedBreaksWouldBeLost
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import ON_SQLITE_TOO, post_last_month
@@ -102,3 +105,30 @@ async def test_the_point_is_reconciled_by_staff_only_of_a_closed_period(kit: Exc
         assert refusal(body)["code"] == "FORBIDDEN"
     nothing = (await kit.graphql(CURRENT, staff, p=period)).json()
     assert refusal(nothing)["code"] == "NOT_FOUND"  # nothing was imported
+
+
+@ON_SQLITE_TOO
+async def test_a_refused_reconciliation_names_only_a_field_its_caller_has(kit: ExchangeKit) -> None:
+    """Once a break is resolved, a new import is refused. A partner's records name their input
+    (`csv`); the point's, written from the book for the period, name none: neither
+    `reconcileCoalitionPoint`, nor the console's button, nor `exchange settle reconcile-point` is
+    sent a file to correct (the console says so of the book, not of a file)."""
+    period = await point_month(kit)
+    staff = await kit.staff_token(Role.SETTLEMENT)
+    await kit.data("mutation($p: String!) { closePeriod(period: $p) { status } }", staff, p=period)
+    sent = IMPORT.replace("{ id }", "{ breaks { id } }")
+    [unmatched] = (await kit.data(sent, staff, p=period))["importPartnerRecords"]["breaks"]
+    resolve = 'mutation($id: ID!) { resolveBreak(breakId: $id, resolution: ACCEPT_LEDGER, reason: "the ledger is right") { id } }'
+    await kit.data(resolve, staff, id=unmatched["id"])
+
+    async with open_services(kit.settings) as services:
+        with pytest.raises(ResolvedBreaksWouldBeLost) as from_book:
+            await services.settlement.import_point_records(period, by="staff")
+        assert from_book.value.field is None
+        with pytest.raises(ResolvedBreaksWouldBeLost) as from_file:
+            await services.settlement.import_records(
+                POINT, period, io.BytesIO(b"reference,amount\nx,1.00\n"), by="staff"
+            )
+        assert from_file.value.field == "csv"
+    refused = refusal((await kit.graphql(RECONCILE, staff, p=period)).json())
+    assert refused == {"path": ["reconcileCoalitionPoint"], "code": "BAD_USER_INPUT"}

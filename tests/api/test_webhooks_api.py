@@ -25,6 +25,7 @@ from exchange.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
+    WebhookRotation,
     WebhookSubscription,
 )
 from exchange.webhooks.outbox import emit
@@ -112,6 +113,23 @@ async def test_replaying_more_ids_than_one_replay_takes_is_bad_input_not_an_outa
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "deliveryIds"}, error
     assert "at most 10000" in error["message"]
+
+
+async def test_a_replay_keyed_by_its_client_answers_its_first_request_and_refuses_another(kit: ExchangeKit) -> None:
+    keyed = """mutation($id: ID!, $ids: [ID!], $dead: Boolean! = false, $key: String) {
+      replayWebhookDeliveries(subscriptionId: $id, deliveryIds: $ids, dead: $dead, idempotencyKey: $key) }"""
+    token = await kit.partner_token("formosa-air")
+    made = await create(
+        kit, token, url="https://partner.example/hook", eventTypes=["PERIOD_CLOSED"], programId="formosa-air"
+    )
+    subscription = made["data"]["createWebhookSubscription"]["subscription"]["id"]
+    for _ in range(2):
+        answer = await kit.data(keyed, token, id=subscription, dead=True, key="replay-1")
+        assert answer == {"replayWebhookDeliveries": 0}
+    other = (await kit.graphql(keyed, token, id=subscription, ids=["1"], key="replay-1")).json()
+    assert other["errors"][0]["extensions"] == {"code": "IDEMPOTENCY_CONFLICT", "field": "idempotencyKey"}
+    bad = (await kit.graphql(keyed, token, id=subscription, dead=True, key=" replay-1")).json()
+    assert bad["errors"][0]["extensions"]["field"] == "idempotencyKey"
 
 
 async def test_the_gateway_delivers_a_period_close_then_replays_and_rotates(
@@ -376,7 +394,8 @@ async def test_a_repeated_rotation_answers_the_first_and_keeps_the_secret_the_re
     """A rotation retried after a lost answer rotated again, and the secret the receiver still
     held stopped signing at once (a rotation during another's overlap ends the older secret).
     With the first one's key it answers that rotation: the same secret, the old one still
-    signing beside it; a new key rotates."""
+    signing beside it; a new key rotates, and the first key, sent later still, answers its own
+    rotation (its secret withheld, replaced since) rather than rotating again."""
     rotate = """mutation($id: ID!, $key: String) { rotateWebhookSecret(id: $id, idempotencyKey: $key) {
       secret secretWithheld subscription { previousSecretUntil } } }"""
     token = await kit.partner_token("formosa-air")
@@ -398,10 +417,10 @@ async def test_a_repeated_rotation_answers_the_first_and_keeps_the_secret_the_re
     assert await signing_secrets() == (first["secret"], held)
 
     async with kit.db.transaction() as session:
-        row = await session.get(WebhookSubscription, subscription_id)
-        assert row is not None and row.rotated_at is not None
-        row.rotated_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
-        session.add(row)
+        rotation = await session.get(WebhookRotation, (subscription_id, "rotation-1"))
+        assert rotation is not None
+        rotation.rotated_at -= SECRET_SHOWN_AGAIN_FOR + timedelta(minutes=1)
+        session.add(rotation)
     late = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
     assert late == {"secret": None, "secretWithheld": "EXPIRED", "subscription": first["subscription"]}
     assert await signing_secrets() == (first["secret"], held)
@@ -409,3 +428,8 @@ async def test_a_repeated_rotation_answers_the_first_and_keeps_the_secret_the_re
     second = (await kit.data(rotate, token, id=subscription_id, key="rotation-2"))["rotateWebhookSecret"]
     assert second["secret"] not in (None, held, first["secret"])
     assert await signing_secrets() == (second["secret"], first["secret"])
+    # The first rotation retried later still: answered as it was, its secret replaced since.
+    older = (await kit.data(rotate, token, id=subscription_id, key="rotation-1"))["rotateWebhookSecret"]
+    assert older == {"secret": None, "secretWithheld": "ROTATED", "subscription": second["subscription"]}
+    assert await signing_secrets() == (second["secret"], first["secret"]), "nothing rotated"
+    assert (await kit.data(rotate, token, id=subscription_id, key="rotation-2"))["rotateWebhookSecret"] == second

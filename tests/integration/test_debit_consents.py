@@ -12,9 +12,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.database import Database
+from exchange.errors import IdempotencyConflict
 from exchange.loading import load_directory
 from exchange.members.authority import AuthorityRequired, DebitAuthority
-from exchange.members.consents import DebitConsents, authorize_debit
+from exchange.members.consents import DebitConsents, GrantedConsent, authorize_debit
 from exchange.members.models import DebitConsent, LinkedAccount, LinkMethod
 from exchange.members.service import AccountNotLinked
 from exchange.programs.declarations import PartnersDirectory
@@ -66,7 +67,14 @@ async def world_on(db: Database, partners: PartnersDirectory) -> World:
         await load_directory(session, partners, T0)
     clock = MovableClock(T0)
     alice = await member_with_accounts(db, {"happy-card": "alice", "wallet-pay": "alice"}, T0)
-    return World(db, clock, DebitConsents(db=db, clock=clock, ttl=timedelta(minutes=5)), alice)
+    return World(
+        db,
+        clock,
+        DebitConsents(
+            db=db, clock=clock, ttl=timedelta(minutes=5), key_secret="a test key-encryption secret, 32+ characters long"
+        ),
+        alice,
+    )
 
 
 @pytest.fixture
@@ -219,3 +227,31 @@ async def test_a_second_use_succeeds_when_the_first_rolls_back(pg_world: World) 
     await second
     (row,) = await pg_world.rows()
     assert row.used_for == "conversion:c2"
+
+
+async def test_a_consent_asked_again_under_its_key_is_the_same_consent_not_a_second(world: World) -> None:
+    """A retry after a lost answer gave a second consent, and a second debit could be made. The
+    same key and request answer the first consent, its secret again (used, it pays for nothing
+    more); the same key for other points is a conflict; another member's key is their own."""
+
+    async def grant(points: int = 1000, member: str | None = None) -> GrantedConsent:
+        return await world.consents.grant(
+            member_id=member or world.alice, asserted_by="happy-card", program="happy-card", points=points, key="c-1"
+        )
+
+    first = await grant()
+    again = await grant()
+    assert (again.secret, again.consent.secret_hash) == (first.secret, first.consent.secret_hash)
+    assert [row.secret_hash for row in await world.rows()] == [first.consent.secret_hash]
+    assert all(row.sealed_secret != first.secret for row in await world.rows()), "sealed, not kept as given"
+    with pytest.raises(IdempotencyConflict) as conflict:
+        await grant(points=2000)
+    assert conflict.value.field == "idempotencyKey"
+
+    await world.use(first.secret)
+    used = await grant()
+    assert used.secret == first.secret and used.consent.used_for == "conversion:c1"
+    with pytest.raises(AuthorityRequired):
+        await world.use(used.secret, used_for="conversion:c2")
+    bob = await member_with_accounts(world.db, {"happy-card": "bob"}, T0)
+    assert (await grant(member=bob)).secret != first.secret

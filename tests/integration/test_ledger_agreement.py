@@ -66,7 +66,7 @@ async def test_the_ledger_agrees_with_every_partner_after_a_mix(
     redemptions = RedemptionSaga(
         db=pg_db,
         connector_for=registry.for_program,
-        member_level=federation.coalition_level,
+        member_level=federation.level_read,
         ledger=ledger,
         clock=clock,
         policy=policy,

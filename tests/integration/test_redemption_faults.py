@@ -110,7 +110,7 @@ async def exchange(
         connector_for=registry.for_program,
         member_level=Federation(
             pg_db, registry.for_program, CatalogCache(pg_db, ttl=0), balance_ttl=0, tier_ttl=0
-        ).coalition_level,
+        ).level_read,
         ledger=Ledger(timezone=settings.timezone, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=settings.timezone),

@@ -25,8 +25,8 @@ from exchange.connectors.contract import OperationKind
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.errors import ExchangeError, IdempotencyConflict
-from exchange.federation.accounts import Federation
+from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
+from exchange.federation.accounts import Federation, LevelRead
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import verify_ledger
@@ -45,6 +45,7 @@ from exchange.rewards.errors import (
     PriceChanged,
     RedemptionNotFound,
     RewardUnavailable,
+    TiersChanged,
     TierTooLow,
 )
 from exchange.rewards.jobs import RedemptionJob
@@ -61,6 +62,7 @@ from exchange.sagas.engine import SagaPolicy
 from exchange.sagas.recovery import RecoveryWorker
 from exchange.services.container import risk_gates
 from exchange.testing.clock import FrozenClock
+from exchange.unlinking.service import unlink
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
@@ -157,7 +159,7 @@ async def make_world(db: Database, members: int = 0) -> World:
             CatalogCache(db, ttl=0),
             balance_ttl=0,
             tier_ttl=0,
-        ).coalition_level,
+        ).level_read,
         ledger=Ledger(timezone=TAIPEI, clock=clock),
         clock=clock,
         policy=SagaPolicy(timezone=TAIPEI),
@@ -342,6 +344,57 @@ async def test_a_reward_refuses_members_below_its_level_and_outside_its_window(w
     assert world.partners["fresh-mart"].calls == [("account", "alice")]
 
 
+async def test_a_level_lost_between_its_check_and_the_record_is_refused_and_nothing_is_recorded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alice holds level 2 through her FreshMart tier. Right after the partners reported it,
+    and before the redemption is recorded, she unlinks FreshMart: the unit of work that records
+    it sees her tiers changed and refuses, nothing taken; the same request again reads her level
+    anew (0) and is refused for it."""
+    world.partners["fresh-mart"].tiers["alice"] = "Gold Shopper"
+    reward = await world.reward(min_level=1)
+    read_level = world.saga.member_level
+
+    async def then_unlinked(member_id: str) -> LevelRead:
+        level = await read_level(member_id)
+        async with world.db.transaction() as session:
+            await unlink(session, member_id, "fresh-mart", "alice", world.clock.now(), signed_in_through={"happy-card"})
+        return level
+
+    monkeypatch.setattr(world.saga, "member_level", then_unlinked)
+    with pytest.raises(TiersChanged) as changed:
+        await world.redeem(reward)
+    assert changed.value.code is ErrorCode.TIER_TOO_LOW
+    assert changed.value.details == {"minLevel": 1, "reason": "TIERS_CHANGED"}
+    async with world.db.transaction() as session:
+        assert (await session.exec(select(Redemption))).all() == []
+    assert await world.stock(reward) == 10
+    assert world.partners["happy-card"].balances["alice"] == 100_000, "nothing debited"
+
+    monkeypatch.setattr(world.saga, "member_level", read_level)
+    with pytest.raises(TierTooLow) as refused:
+        await world.redeem(reward)
+    assert refused.value.details == {"minLevel": 1, "level": 0}
+
+
+@pytest.mark.postgres_only
+async def test_a_redemption_recorded_during_an_unlink_that_takes_its_level_waits_for_it_and_is_refused(
+    pg_db: Database,
+) -> None:
+    """The unlink of the account that gives Alice her level is under way (its unit of work open)
+    when her redemption is recorded: the record waits for it, then sees her tiers changed."""
+    world = await make_world(pg_db)
+    world.partners["fresh-mart"].tiers["alice"] = "Gold Shopper"
+    reward = await world.reward(min_level=1)
+    async with world.db.transaction() as session:
+        await unlink(session, world.alice, "fresh-mart", "alice", world.clock.now(), signed_in_through={"happy-card"})
+        redeeming = asyncio.create_task(world.redeem(reward))
+        await waiting_on_a_lock(world.db, 1)
+    with pytest.raises(TiersChanged):
+        await redeeming
+    assert await world.stock(reward) == 10
+
+
 async def test_fifty_parallel_redemptions_of_ten_in_stock_make_exactly_ten(pg_db: Database) -> None:
     world = await make_world(pg_db, members=50)
     members = [await member_with_accounts(pg_db, {"happy-card": f"m{n}"}, T0) for n in range(50)]
@@ -485,7 +538,7 @@ async def test_coalition_points_pay_through_a_crash_after_the_debit_and_come_bac
         authority=DebitAuthority(asserted_by="happy-card", exchange_held=frozenset({POINT}), spends_exchange_held=True),
     )
     async with world.db.transaction() as session:  # recorded, debited at the point, then the process dies
-        redemption, created = await world.saga._record_in(session, request)
+        redemption, created = await world.saga._record_in(session, request, None)
     assert created and redemption.points == 153  # 150 TWD + 2 %, at 1 TWD a point
     await world.point.debit(redemption.debit_operation, world.alice, redemption.points)
     assert await point_in_flight(world) == -153, "the lots moved; the ledger has not yet"

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from exchange.conversions.models import Conversion
 from exchange.db.database import Database
 from exchange.db.paging import Page
-from exchange.errors import BadUserInput
+from exchange.errors import BadUserInput, IdempotencyConflict
 from exchange.pricing.models import Quote
 from exchange.programs.declarations import PartnersDirectory
 from exchange.retention import REMOVED_GRACE, Pruned, Retention
@@ -379,6 +379,35 @@ async def test_a_replay_of_more_dead_letters_than_one_replay_takes_queues_the_ol
                 .values(status=DeliveryStatus.DELIVERED)
             )
     assert queued == [[oldest.id, later[0].id], [later[1].id]]
+
+
+async def test_a_replay_sent_again_under_its_key_answers_the_first_and_queues_nothing(hooks: Hooks) -> None:
+    """A retry of a replay after a lost answer queued every delivery again (each receiver got
+    them once more). Under its key it answers the first replay's count, queuing nothing; the same
+    key for another request is a conflict; another client's key is its own."""
+    subscription = await hooks.subscribe(hooks.receiver.url(), ["period.closed"])
+    now = hooks.clock.now()
+    await hooks.emit(*(Event(EventType.PERIOD_CLOSED, f"period:{p}", None, {"period": p}, now) for p in ("10", "11")))
+    await hooks.service.dispatcher.fan_out()
+
+    async def dead_again() -> None:
+        async with hooks.db.transaction() as session:
+            await session.exec(update(WebhookDelivery).values(status=DeliveryStatus.DEAD))
+
+    async def replay(by: str = "tool", **asked: Any) -> int:
+        return await hooks.service.replay(None, subscription.subscription.id, by=by, key="replay-1", **asked)
+
+    await dead_again()
+    assert await replay(dead=True) == 2
+    assert len(await hooks.deliveries(DeliveryStatus.PENDING)) == 2
+    await dead_again()
+    assert await replay(dead=True) == 2, "the first replay's answer"
+    assert await hooks.deliveries(DeliveryStatus.PENDING) == [], "nothing queued again"
+    first = (await hooks.deliveries())[0].id or 0
+    with pytest.raises(IdempotencyConflict) as conflict:
+        await replay(delivery_ids=[first])
+    assert conflict.value.field == "idempotencyKey"
+    assert await replay(by="another tool", delivery_ids=[first]) == 1
 
 
 async def test_first_attempts_are_claimed_before_the_retries_a_receiver_that_is_down_piled_up(hooks: Hooks) -> None:

@@ -229,8 +229,13 @@ def test_why_a_records_file_is_refused_is_said_in_the_readers_language(data: byt
             "請檢查上方的金額。未匯入任何內容。",
         ),
         (
-            ResolvedBreaksWouldBeLost("fresh-mart", "2026-11"),
+            ResolvedBreaksWouldBeLost("fresh-mart", "2026-11", field="csv"),
             "此夥伴的對帳已有差異處理完畢：匯入新檔案會重新開啟這些差異。請改為處理目前檔案中尚未處理的差異",
+        ),
+        (
+            # The point's records are written from the book: no file is sent, none is named.
+            ResolvedBreaksWouldBeLost("coalition", "2026-11", field=None),
+            "聯盟點數的對帳已有差異處理完畢：再次依帳簿對帳會重新開啟這些差異。請改為處理目前對帳中尚未處理的差異",
         ),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, ExchangeError) else "",

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.api.context import Context
+from exchange.api.inputs import OptionalIdempotencyKey
 from exchange.api.permissions import authorize, requires
 from exchange.api.types.members import DebitConsent, Member
 from exchange.auth.scopes import Scope
@@ -47,7 +48,12 @@ class MemberMutations:
         "while the member's account at `programId` is linked (else `BAD_USER_INPUT`), and unlinking that "
         "account revokes it (`AUTHORITY_REQUIRED`, reason `CONSENT_REVOKED`, when presented after). The "
         "coalition point's points take none (`BAD_USER_INPUT`): the exchange holds them, and a "
-        "token with the scope `member:coalition` spends them.",
+        "token with the scope `member:coalition` spends them. Give an `idempotencyKey` to make a retry safe: "
+        "the same key with the same `programId` and `points` answers the consent the first request gave, as it "
+        "stands (its id again; used, expired or revoked, it pays for nothing more), and no second one is given; "
+        "the same key with another request is `IDEMPOTENCY_CONFLICT` (`extensions.field` idempotencyKey). A key "
+        "is the member's own, and is free again once its consent, unused, is forgotten a day after it expired. "
+        "Without a key, a request sent twice gives two consents.",
         extensions=[authorize(requires(Scope.MEMBER_WRITE))],
     )
     async def authorize_debit(
@@ -73,6 +79,10 @@ class MemberMutations:
                 "name, and both together are `BAD_USER_INPUT`)."
             ),
         ] = None,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this request, so that sending it again returns its consent."),
+        ] = None,
     ) -> DebitConsent | None:
         if program is not None and program_id is not None:
             raise BadUserInput("give programId only: program is its old name", field="programId")
@@ -80,6 +90,6 @@ class MemberMutations:
             raise BadUserInput("programId is required: the program to be debited", field="programId")
         field, named = ("program", program) if program is not None else ("programId", program_id)
         granted = await info.context.services.members.authorize_debit(
-            info.context.caller(), str(named), points, field=field
+            info.context.caller(), str(named), points, field=field, key=idempotency_key
         )
         return DebitConsent.of(granted)

@@ -143,7 +143,8 @@ class SettlementMutations:
         "Then resolve its breaks and sign it off as a partner's. Records the same as the current "
         "reconciliation's (a retry) answer it as it stands, as the same file does. `NOT_FOUND` when no point "
         "is declared; `PERIOD_NOT_CLOSED` for a period not closed, `PERIOD_CLOSED` once the point's period is "
-        "signed off.",
+        "signed off; once a break of the current reconciliation is resolved, other records are `BAD_USER_INPUT` "
+        "with no `extensions.field` (they would reopen it; no input of this mutation holds them).",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def reconcile_coalition_point(self, info: Info[Context, None], period: PeriodName) -> Reconciliation | None:
@@ -187,7 +188,8 @@ class SettlementMutations:
         description="Resolve many breaks of a partner's current reconciliation the same way, for "
         "the same reason, in one request: all of them, or none. A selection by filters takes the "
         "breaks still open (repeating it resolves nothing more); ids already resolved the same "
-        "way (against the counterparty named, if one is) are counted as unchanged, and one resolved "
+        "way (adjusting: by its default amount, against the counterparty named, else its own default one, as "
+        "recorded) are counted as unchanged, and one resolved "
         "otherwise refuses the request (`IDEMPOTENCY_CONFLICT`, `extensions.field` selection.ids). A period "
         "not closed is `PERIOD_NOT_CLOSED`. Once the partner has signed it off, a repeat still answers, as "
         "`resolveBreak`'s does: every break its ids name (or its filters match, one at least) resolved as "

@@ -151,9 +151,10 @@ class WebhookMutations:
         description="A new signing secret, shown this once; the old one also signs for "
         "`EXCHANGE_WEBHOOK_SECRET_OVERLAP_HOURS` while receivers switch (a rotation during another's overlap "
         "ends the older secret at once). Give an `idempotencyKey` to make a retry safe: the same key as the "
-        "rotation that made the secret signing now answers that rotation again, nothing rotated (its secret "
-        f"again within {SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} hours, else `secret` null and "
-        "`secretWithheld` EXPIRED); any other key, or none, rotates.",
+        "rotation of this subscription that made a secret answers that rotation again, the latest or an earlier "
+        "one, nothing rotated (its secret again while it is the one signing and within "
+        f"{SECRET_SHOWN_AGAIN_FOR.total_seconds() / 3600:g} hours, else `secret` null and `secretWithheld` "
+        "ROTATED, once a later rotation replaced it, or EXPIRED); any other key, or none, rotates.",
         extensions=[authorize(MANAGE)],
     )
     async def rotate_webhook_secret(
@@ -186,7 +187,12 @@ class WebhookMutations:
     @strawberry.mutation(
         description="Send finished deliveries again, each with a fresh retry window and its "
         f"original `webhook-id`: those in `deliveryIds` (at most {REPLAY_LIMIT:,}), or every dead-lettered one "
-        "(`dead`), or every one of an event since `since`. Returns how many were queued.",
+        "(`dead`), or every one of an event since `since`. Returns how many were queued. Give an "
+        "`idempotencyKey` to make a retry safe: the same key with the same request (`subscriptionId`, and "
+        "`deliveryIds`, or `dead` and `since` when it names none) answers how many the first replay queued, "
+        "queuing nothing; the same key with another request is `IDEMPOTENCY_CONFLICT` (`extensions.field` "
+        "idempotencyKey). A key is the calling client's own. Without a key, a request sent twice queues the "
+        "deliveries twice.",
         extensions=[authorize(MANAGE)],
     )
     async def replay_webhook_deliveries(
@@ -213,13 +219,20 @@ class WebhookMutations:
                 description=f"Every finished delivery of an event since then (at most {REPLAY_LIMIT:,})."
             ),
         ] = None,
+        idempotency_key: Annotated[
+            OptionalIdempotencyKey,
+            strawberry.argument(description="Names this replay, so that sending it again queues nothing more."),
+        ] = None,
     ) -> int | None:
+        caller = info.context.caller()
         return await info.context.services.webhooks.replay(
-            info.context.caller().program_id,
+            caller.program_id,
             str(subscription_id),
             delivery_ids=[
                 numeric_id(str(value), what="a delivery id", field="deliveryIds") for value in delivery_ids or []
             ],
             dead=dead,
             since=since,
+            by=caller.client_id,
+            key=idempotency_key,
         )

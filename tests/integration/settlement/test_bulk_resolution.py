@@ -365,3 +365,38 @@ async def test_a_filtered_page_of_breaks_reads_its_own_breaks(
         # The breaks the filter's index holds (PostgreSQL may read them all to sort a few) and the
         # page's resolutions: not the 2,000 before them.
         assert read["reconciliation_break"] <= len(matching) and read["break_resolution"] <= 3, (given, read)
+
+
+async def test_adjusting_against_each_default_repeats_only_what_was_recorded(closed: SettlementService) -> None:
+    """A bulk adjustment naming no counterparty takes each break's own (its line's, else the
+    ledger's); a break adjusted against another, or by another amount, was resolved otherwise
+    by that very reason: not a repeat, before the sign-off or after it."""
+    reconciliation = await imported(closed)
+    missing = await closed.breaks(reconciliation, kind=BreakKind.MISSING_IN_LEDGER)
+    zzz = next(view.row.id or 0 for view in missing if view.row.reference == "conversion:zzz")
+    reason = "confirmed by formosa-air"
+    # Its line names formosa-air; staff adjusted it against tune-stream instead.
+    await closed.resolve(ResolveRequest(zzz, Resolution.ADJUST, reason, "alice@settlement", counterparty="tune-stream"))
+    ids = await ids_of(closed, reconciliation, BreakKind.MISSING_IN_LEDGER)
+    with pytest.raises(IdempotencyConflict) as refused:
+        await closed.resolve_many(bulk(BreakSelection(ids=ids), Resolution.ADJUST, reason=reason))
+    assert refused.value.field == "selection.ids"
+    # The filter takes the other one, open still, against its own default.
+    done = await closed.resolve_many(
+        bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER), Resolution.ADJUST, reason=reason)
+    )
+    assert done.resolved == 1
+    others = [i for i in ids if i != zzz]
+    again = await closed.resolve_many(bulk(BreakSelection(ids=tuple(others)), Resolution.ADJUST, reason=reason))
+    assert (again.resolved, again.unchanged) == (0, 1), "recorded against its default: a repeat"
+
+    await closed.resolve_many(bulk(BreakSelection()))
+    await closed.sign_off("fresh-mart", "2026-11", by="carol", note=None)
+    for request in (
+        bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER), Resolution.ADJUST, reason=reason),
+        bulk(BreakSelection(ids=ids), Resolution.ADJUST, reason=reason),
+    ):
+        with pytest.raises(PartnerSignedOff):
+            await closed.resolve_many(request)
+    repeated = await closed.resolve_many(bulk(BreakSelection(ids=tuple(others)), Resolution.ADJUST, reason=reason))
+    assert (repeated.resolved, repeated.unchanged) == (0, 1)
