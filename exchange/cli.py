@@ -531,7 +531,8 @@ def prune() -> None:
     Quotes never executed go a week after they expired; ended webhook deliveries, their
     attempts and their events after EXCHANGE_WEBHOOK_RETENTION_DAYS; removed assertion keys and
     deleted webhook subscriptions 30 days after their removal (a subscription once its log is
-    gone). Nothing that moved points or money is pruned.
+    gone), and webhook replays made with an idempotency key 30 days after they were made.
+    Nothing that moved points or money is pruned.
     """
     pruned = with_services(lambda services: services.retention.run_once())
     click.echo(f"pruned {pruned}")

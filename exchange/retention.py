@@ -16,7 +16,9 @@ while, deleted in batches by set-based statements (never a Python loop over rows
   longest any such repeat is promised something particular is a day
   (:data:`~exchange.webhooks.subscriptions.SECRET_SHOWN_AGAIN_FOR`); so a retry comes well
   within the grace. After it, a removal sent again is ``NOT_FOUND``, and the creating request
-  sent again with its key makes a new subscription.
+  sent again with its key makes a new subscription. A pruned subscription's rotations go with
+  it; a replay of deliveries made under an ``idempotencyKey`` is remembered as long, after
+  which the same request sent again queues its deliveries again.
 
 Nothing that moves points or money is ever pruned: the ledger, conversions, redemptions,
 consents, settlement and the risk log are records, kept for good (or archived by period,
@@ -45,6 +47,8 @@ from exchange.webhooks.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEvent,
+    WebhookReplay,
+    WebhookRotation,
     WebhookSubscription,
 )
 
@@ -63,6 +67,8 @@ class Pruned:
     webhook_deliveries: int = 0
     webhook_attempts: int = 0
     webhook_events: int = 0
+    webhook_replays: int = 0
+    webhook_rotations: int = 0
     webhook_subscriptions: int = 0
     assertion_keys: int = 0
 
@@ -70,7 +76,9 @@ class Pruned:
         return (
             f"{counted(self.quotes, 'quote')}, {counted(self.webhook_deliveries, 'webhook delivery')} "
             f"({counted(self.webhook_attempts, 'attempt')}), {counted(self.webhook_events, 'webhook event')}, "
-            f"{counted(self.webhook_subscriptions, 'deleted webhook subscription')}, "
+            f"{counted(self.webhook_replays, 'webhook replay')}, "
+            f"{counted(self.webhook_subscriptions, 'deleted webhook subscription')} "
+            f"({counted(self.webhook_rotations, 'rotation')}), "
             f"{counted(self.assertion_keys, 'removed assertion key')}"
         )
 
@@ -111,12 +119,20 @@ class Retention:
             (col(Quote.expires_at) < now - QUOTE_GRACE) & ~exists().where(col(Conversion.quote_id) == col(Quote.id)),
         )
         removed_before = now - REMOVED_GRACE
-        subscriptions = await self._prune(
-            WebhookSubscription,
-            col(WebhookSubscription.id),
-            (col(WebhookSubscription.deleted_at) < removed_before)
-            & ~exists().where(col(WebhookDelivery.subscription_id) == col(WebhookSubscription.id)),
+        replays = await self._prune(
+            WebhookReplay,
+            (col(WebhookReplay.created_by), col(WebhookReplay.idempotency_key)),
+            col(WebhookReplay.created_at) < removed_before,
         )
+        gone = (col(WebhookSubscription.deleted_at) < removed_before) & ~exists().where(
+            col(WebhookDelivery.subscription_id) == col(WebhookSubscription.id)
+        )
+        rotations = await self._prune(
+            WebhookRotation,
+            (col(WebhookRotation.subscription_id), col(WebhookRotation.idempotency_key)),
+            exists().where(col(WebhookSubscription.id) == col(WebhookRotation.subscription_id), gone),
+        )
+        subscriptions = await self._prune(WebhookSubscription, col(WebhookSubscription.id), gone)
         keys = await self._prune(
             PartnerAssertionKey,
             (col(PartnerAssertionKey.program_id), col(PartnerAssertionKey.kid)),
@@ -127,6 +143,8 @@ class Retention:
             webhook_deliveries=deliveries,
             webhook_attempts=attempts,
             webhook_events=events,
+            webhook_replays=replays,
+            webhook_rotations=rotations,
             webhook_subscriptions=subscriptions,
             assertion_keys=keys,
         )

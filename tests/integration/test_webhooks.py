@@ -773,7 +773,8 @@ async def test_a_deleted_subscription_answers_retries_until_the_grace_and_its_lo
 ) -> None:
     """A deleted subscription stays for ``REMOVED_GRACE`` (its creation's key, sent again,
     answers it, as its deletion sent again does), and for as long as a delivery of its log is
-    kept; then the retention job deletes it. A live one stays."""
+    kept; then the retention job deletes it, with its rotations. A keyed replay is remembered
+    as long. A live one stays."""
     draft = SubscriptionDraft(hooks.receiver.url("/a"), CONVERSION_TYPES)
     logged = await hooks.service.create(draft, by="test", key="logged")
     # quiet takes no event of a conversion: its log stays empty
@@ -783,6 +784,8 @@ async def test_a_deleted_subscription_answers_retries_until_the_grace_and_its_lo
     live = await hooks.subscribe(hooks.receiver.url("/c"), CONVERSION_TYPES)
     await hooks.world.execute(await hooks.world.quote(1000), key="a")
     await hooks.deliver_all()
+    await hooks.service.rotate_secret(None, quiet.subscription.id, key="rotated")
+    await hooks.service.replay(None, logged.subscription.id, dead=True, by="test", key="replayed")
     start = hooks.clock.now()
     for made in (logged, quiet):
         await hooks.service.delete(None, made.subscription.id)
@@ -800,7 +803,9 @@ async def test_a_deleted_subscription_answers_retries_until_the_grace_and_its_lo
     )
     assert (await hooks.service.delete(None, quiet.subscription.id)).deleted_at == start
 
-    assert await retention(REMOVED_GRACE + timedelta(seconds=1)).run_once() == Pruned(webhook_subscriptions=1)
+    assert await retention(REMOVED_GRACE + timedelta(seconds=1)).run_once() == Pruned(
+        webhook_replays=1, webhook_rotations=1, webhook_subscriptions=1
+    )
     # Past the webhook retention, the event's two deliveries (to logged and to live) end their
     # keeping; logged, its log gone, goes with them.
     assert await retention(timedelta(days=91)).run_once() == Pruned(
