@@ -13,6 +13,7 @@ from exchange.errors import BadUserInput, ErrorCode, ExchangeError
 from exchange.pricing import limits
 from exchange.pricing.errors import LimitExceeded
 from exchange.programs.models import Program
+from exchange.rewards.errors import TiersChanged
 from exchange.risk import reasons
 from exchange.risk.policy import Per, Velocity
 from exchange.sagas import doubt
@@ -201,3 +202,29 @@ def test_the_exchanges_sentence_quoting_a_partners_tier_cannot_reorder_the_page(
     pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
     module = pages.env.get_template("_said.html").make_module({"language": ENGLISH})
     assert " ".join(str(module.said(refused.said)).split()) == closed
+
+
+@pytest.mark.parametrize(
+    ("language", "headline"),
+    [
+        (
+            ENGLISH,
+            "Your tiers changed while this was being redeemed: an account was unlinked, or a status match "
+            "ended. Nothing was redeemed; redeem again to have your level checked anew.",
+        ),
+        (
+            TRADITIONAL_CHINESE,
+            "兌換期間您的等級有所變動：有帳戶已解除連結，或某項等級比對已結束。未兌換任何項目；請再兌換一次，以重新確認您的等級。",
+        ),
+    ],
+)
+def test_a_redemption_refused_because_the_tiers_changed_says_to_redeem_again_not_unavailable(
+    language: str, headline: str
+) -> None:
+    """The level a reward needs was read, then an unlink moved the member's tiers before the
+    redemption was recorded: the page says to redeem again, in the reader's language, where it
+    said "This reward is not available to you" above an English sentence saying the opposite."""
+    pages = Pages(StaticAssets(), ZoneInfo("Asia/Taipei"))
+    problem = Refusal.of(TiersChanged("lounge", 2, 2), PROGRAMS)
+    shown = " ".join(pages.env.get_template("portal/_problem.html").render(problem=problem, language=language).split())
+    assert f"<h2> {headline} </h2> </div>" in shown
