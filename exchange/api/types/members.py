@@ -207,7 +207,8 @@ class Member:
 )
 class DebitConsent:
     id: strawberry.ID = strawberry.field(
-        description="The consent's secret: shown this once (the exchange keeps only its hash). Keep it "
+        description="The consent's secret: shown this once (the exchange keeps only its hash), or, given "
+        "under an `idempotencyKey`, again to that request sent again (kept sealed for that). Keep it "
         "like a password until it is used."
     )
     points: int = strawberry.field(description="The exact points it lets one request debit.")
