@@ -367,6 +367,12 @@ def test_both_consoles_name_a_statements_figures_alike_and_in_the_same_order(
     for page in (listing, positions, own):
         (table,) = [headings for headings in column_headings(page) if columns[0] in headings]
         assert table[1:4] == columns, table
+    # The lines too: the partner's finance team read "Reference, Kind, Counterparty, When,
+    # Amount" where staff read "When, Reference, Kind, Counterparty, Amount".
+    (own_lines,), (their_lines,) = (
+        [table for table in column_headings(page) if len(table) == 5] for page in (own, theirs)
+    )
+    assert own_lines == their_lines and len(set(own_lines)) == 5, (own_lines, their_lines)
 
 
 def test_the_period_pages_links_say_to_a_screen_reader_whose_statement_and_records_they_open(
