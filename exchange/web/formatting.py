@@ -66,25 +66,25 @@ def point_unit(program: Program, points: int, locale: Locale) -> str:
 def point_owner(program: Program) -> str | None:
     """Whose points ``program``'s are, said after an amount of them (:func:`format_points_of`):
     its name less a last word its point's name ends in (``Formosa Air`` of ``Formosa Air
-    Miles``, whose point is the ``Mile``); ``None`` when the point's name begins with that
-    already (``Coalition Points``, whose point is the ``Coalition Point``), so that no name is
-    said twice (never ``1,000 Coalition Points of Coalition Points``)."""
+    Miles``, whose point is the ``Mile``); ``None`` when the point's name begins with the
+    program's own first word, and so says whose it is already (``Coalition Points``, whose point
+    is the ``Coalition Point``; ``FreshMart Rewards``, whose point is the ``FreshMart Point``),
+    so that no name is said twice (never ``1,000 Coalition Points of Coalition Points``, nor
+    ``1,000 FreshMart Points (FreshMart Rewards)``)."""
     words = program.name.split()
+    first = words[0].casefold()
+    if any(point.split()[0].casefold() == first for point in (program.point_name, program.point_name_plural)):
+        return None
     endings = {program.point_name.split()[-1].casefold(), program.point_name_plural.split()[-1].casefold()}
     if len(words) > 1 and words[-1].casefold() in endings:
         words.pop()
-    owner = " ".join(words)
-    said = owner.casefold()
-    for point in (program.point_name.casefold(), program.point_name_plural.casefold()):
-        if point == said or point.startswith(f"{said} "):
-            return None
-    return owner
+    return " ".join(words)
 
 
 def format_points_of(program: Program, points: int, locale: Locale) -> str:
     """``points`` of ``program`` with what they are called and, where that does not say it,
-    whose they are: ``3,000 Miles (Formosa Air)``, ``1,000 Wallet Points (Wallet Pay)``,
-    ``1,000 Coalition Points``. The one way a page names an amount with its program."""
+    whose they are: ``3,000 Miles (Formosa Air)``, ``1,000 Notes (TuneStream)``, but
+    ``1,000 Wallet Points`` and ``1,000 Coalition Points``. The one way a page names an amount with its program."""
     shown = f"{format_points(points, locale)} {point_unit(program, points, locale)}"
     owner = point_owner(program)
     return shown if owner is None else f"{shown} ({owner})"

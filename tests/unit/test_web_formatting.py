@@ -69,13 +69,14 @@ def test_a_programs_points_take_an_english_plural_only_on_an_english_page() -> N
     ("name", "point_name", "plural", "english", "chinese"),
     [
         ("Coalition Points", "Coalition Point", "Coalition Points", "1,000 Coalition Points", "1,000 Coalition Point"),
-        ("Wallet Pay Points", "Wallet Point", "Wallet Points", "1,000 Wallet Points (Wallet Pay)", None),
+        ("Wallet Pay Points", "Wallet Point", "Wallet Points", "1,000 Wallet Points", None),
+        ("Happy Card", "Happy Point", "Happy Points", "1,000 Happy Points", "1,000 Happy Point"),
         ("Formosa Air Miles", "Mile", "Miles", "1,000 Miles (Formosa Air)", "1,000 Mile (Formosa Air)"),
         (
             "FreshMart Rewards",
             "FreshMart Point",
             "FreshMart Points",
-            "1,000 FreshMart Points (FreshMart Rewards)",
+            "1,000 FreshMart Points",
             None,
         ),
         ("TuneStream", "Note", "Notes", "1,000 Notes (TuneStream)", None),
@@ -85,7 +86,9 @@ def test_a_programs_points_take_an_english_plural_only_on_an_english_page() -> N
 def test_an_amount_of_a_programs_points_says_whose_they_are_without_saying_a_name_twice(
     name: str, point_name: str, plural: str, english: str, chinese: str | None
 ) -> None:
-    """Pages said "1,000 Coalition Points of Coalition Points" and "Wallet Points of Wallet Pay Points"."""
+    """Pages said "1,000 Coalition Points of Coalition Points" and "Wallet Points of Wallet Pay
+    Points"; a point whose name begins with its program's first word says whose it is itself
+    ("1,000 FreshMart Points", not "… (FreshMart Rewards)")."""
     program = Program(id="p", name=name, point_name=point_name, point_name_plural=plural)
     assert format_points_of(program, 1_000, ENGLISH.locale) == english
     if chinese is not None:

@@ -297,7 +297,7 @@ def test_a_member_converts_in_time_and_both_partners_balances_change_once_for_a_
     assert 'id="again"' not in outcome.text
     # Each amount says whose points they are once (not "1,000 FreshMart Points of FreshMart Rewards").
     chinese = client.get(first.headers["location"], headers={"accept-language": "zh-TW"}).text
-    assert f"1,000 FreshMart Point (FreshMart Rewards) 已轉換為 {gained:,} Mile (Formosa Air)。" in chinese
+    assert f"1,000 FreshMart Point 已轉換為 {gained:,} Mile (Formosa Air)。" in chinese
 
 
 @pytest.mark.parametrize(

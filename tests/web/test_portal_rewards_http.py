@@ -486,12 +486,12 @@ def test_a_reward_page_whose_paying_partner_cannot_be_reached_says_the_balance_w
             "en",
             "The price in points changed from 408 to 816 before your redemption arrived. Nothing was changed: "
             "check the new prices below and redeem again if you still want this reward.",
-            "816 FreshMart Points (FreshMart Rewards)",
+            "816 FreshMart Points",
         ),
         (
             "zh-TW",
             "您的兌換送達前，點數價格已從 408 變為 816。未做任何變更：請查看下方的新價格，若仍想要這項獎勵，請再兌換一次。",
-            "816 FreshMart Point (FreshMart Rewards)",
+            "816 FreshMart Point",
         ),
     ],
     ids=["en", "zh-TW"],
