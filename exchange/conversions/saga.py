@@ -466,13 +466,23 @@ async def _refusal(session: AsyncSession, request: ExecuteRequest, now: datetime
     """Why a quote made no conversion (its key being free): not the member's, not linked,
     executed already, expired, or priced on tiers that have changed since."""
     quote = await quotes.member_quote(session, request.quote_id, request.member_id)
-    await members.member_refs_at(
-        session, request.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"}
-    )
+    await ensure_accounts_linked(session, quote)
     earlier = (await session.exec(select(CONVERSIONS.c.id).where(CONVERSIONS.c.quote_id == quote.id))).first()  # type: ignore[call-overload]
     if earlier is not None:
         raise QuoteAlreadyExecuted(quote.id, earlier[0])
     quotes.ensure_open(quote, now)
+    await ensure_tiers_stand(session, quote)
+    raise AssertionError(f"quote {quote.id} made no conversion, for no reason known")
+
+
+async def ensure_accounts_linked(session: AsyncSession, quote: Quote) -> None:
+    """Refuse (``AccountNotLinked``, naming ``quoteId``) a quote an account of which the member
+    has unlinked since it was priced."""
+    await members.member_refs_at(session, quote.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"})
+
+
+async def ensure_tiers_stand(session: AsyncSession, quote: Quote) -> None:
+    """Refuse (``QuoteTiersChanged``) a quote whose tier bonus rests on tiers that have changed
+    since it was priced (:func:`~exchange.pricing.quotes.ensure_tiers_stand`)."""
     tiers = select(MEMBERS.c.tier_activity).where(MEMBERS.c.id == quote.member_id)
     quotes.ensure_tiers_stand(quote, (await session.exec(tiers)).one()[0])  # type: ignore[call-overload]
-    raise AssertionError(f"quote {quote.id} made no conversion, for no reason known")

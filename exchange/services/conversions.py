@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.principal import Principal
@@ -13,12 +12,11 @@ from exchange.auth.scopes import Role
 from exchange.conversions import queries
 from exchange.conversions.models import Conversion
 from exchange.conversions.quoting import PricedQuote, Quoting
-from exchange.conversions.saga import ConversionSaga, ExecuteRequest
+from exchange.conversions.saga import ConversionSaga, ExecuteRequest, ensure_accounts_linked, ensure_tiers_stand
 from exchange.db.database import Database
 from exchange.db.paging import Page
 from exchange.federation.accounts import Federation
-from exchange.members.models import Member
-from exchange.members.service import AccountNotLinked, member_refs_at
+from exchange.members.service import AccountNotLinked
 from exchange.pricing import quotes
 from exchange.pricing.errors import QuoteTiersChanged
 from exchange.pricing.models import Quote
@@ -33,9 +31,8 @@ async def standing(session: AsyncSession, quote: Quote) -> AccountNotLinked | Qu
     refusal reads it, ``exchange.conversions.saga``): an account of it unlinked, or the
     member's tiers moved under its tier bonus; ``None`` while neither has."""
     try:
-        await member_refs_at(session, quote.member_id, {quote.from_program: "quoteId", quote.to_program: "quoteId"})
-        activity = (await session.exec(select(col(Member.tier_activity)).where(Member.id == quote.member_id))).one()
-        quotes.ensure_tiers_stand(quote, activity)
+        await ensure_accounts_linked(session, quote)
+        await ensure_tiers_stand(session, quote)
     except (AccountNotLinked, QuoteTiersChanged) as refused:
         return refused
     return None

@@ -150,7 +150,7 @@ async def create(
 
     if draft.program_id is not None:
         await programs.get_program(session, draft.program_id, field="programId", lock=True)
-    if key is not None and (existing := await _keyed(session, created_by, key)) is not None:
+    if key is not None and (existing := await _keyed(session, WebhookSubscription, created_by, key)) is not None:
         return again(existing, key)
     live = await session.exec(
         select(func.count())
@@ -182,25 +182,35 @@ async def create(
         after_snapshot=start.snapshot,
     )
     # The unique key decides between requests racing with it (a staff tool's request locks no program row).
-    table = WebhookSubscription.__table__  # type: ignore[attr-defined]  # a table model's
-    claim = claiming(dialects.insert(session, table).values({c.name: getattr(row, c.name) for c in table.columns}))
-    if (await session.exec(claim)).first() is None:
+    if (taken := await _claim(session, row)) is not None:
         assert key is not None, "only the key is unique among what a subscription is inserted with"
-        taken = await _keyed(session, created_by, key)
-        assert taken is not None, "the key that refused the insert holds a subscription"
         return again(taken, key)
     return WithSecret(row, secret)
 
 
-async def _keyed(session: AsyncSession, created_by: str, key: str) -> WebhookSubscription | None:
-    """The subscription the client's key holds, if any."""
+ClientKeyed = TypeVar("ClientKeyed", WebhookSubscription, WebhookReplay)
+
+
+async def _keyed(session: AsyncSession, model: type[ClientKeyed], created_by: str, key: str) -> ClientKeyed | None:
+    """The row of ``model`` the client's key holds, if any."""
     return (
-        await session.exec(
-            select(WebhookSubscription).where(
-                WebhookSubscription.created_by == created_by, WebhookSubscription.idempotency_key == key
-            )
-        )
+        await session.exec(select(model).where(model.created_by == created_by, model.idempotency_key == key))
     ).first()
+
+
+async def _claim(session: AsyncSession, row: ClientKeyed) -> ClientKeyed | None:
+    """Insert ``row`` unless its client's key (``created_by``, ``idempotency_key``) is taken:
+    ``None`` once inserted, else the row the key holds (the caller checks it was made by the
+    same request, :func:`~exchange.idempotency.same_request`). The unique key decides between
+    requests racing with the same key."""
+    table = type(row).__table__  # type: ignore[attr-defined]  # a table model's
+    claim = claiming(dialects.insert(session, table).values({c.name: getattr(row, c.name) for c in table.columns}))
+    if (await session.exec(claim)).first() is not None:
+        return None
+    assert row.idempotency_key is not None, "only the key is unique among what such a row is inserted with"
+    taken = await _keyed(session, type(row), row.created_by, row.idempotency_key)
+    assert taken is not None, "the key that refused the insert holds a row"
+    return taken
 
 
 def repeated(
@@ -353,8 +363,8 @@ async def replay(
             queued=0,
             created_at=now,
         )
-        if (earlier := await _claim_replay(session, asked)) is not None:
-            return earlier.queued
+        if (earlier := await _claim(session, asked)) is not None:
+            return same_request(earlier, key, lambda replay: _asked_for(replay) == _asked_for(asked)).queued
     queued = await _queue_again(session, row, delivery_ids, dead=dead, since=since, now=now)
     if asked is not None:
         await session.exec(
@@ -368,30 +378,9 @@ async def replay(
     return queued
 
 
-async def _claim_replay(session: AsyncSession, asked: WebhookReplay) -> WebhookReplay | None:
-    """Claim ``asked``'s key for it: ``None`` once claimed; else the replay the key holds, if
-    made by the same request, and ``IdempotencyConflict`` if by another."""
-    table = WebhookReplay.__table__  # type: ignore[attr-defined]  # a table model's
-    claim = claiming(dialects.insert(session, table).values({c.name: getattr(asked, c.name) for c in table.columns}))
-    if (await session.exec(claim)).first() is not None:
-        return None
-    earlier = (
-        await session.exec(
-            select(WebhookReplay).where(
-                WebhookReplay.created_by == asked.created_by, WebhookReplay.idempotency_key == asked.idempotency_key
-            )
-        )
-    ).one()
-
-    def made(replay: WebhookReplay) -> bool:
-        return (replay.subscription_id, replay.delivery_ids, replay.dead, replay.since) == (
-            asked.subscription_id,
-            asked.delivery_ids,
-            asked.dead,
-            asked.since,
-        )
-
-    return same_request(earlier, asked.idempotency_key, made)
+def _asked_for(replay: WebhookReplay) -> tuple[object, ...]:
+    """What a replay was asked for: its subscription and deliveries, or its filters."""
+    return (replay.subscription_id, replay.delivery_ids, replay.dead, replay.since)
 
 
 async def _queue_again(
