@@ -6,8 +6,10 @@ on a free port, and databases are named uniquely. Side by side they take about a
 longer of the two instead of their sum.
 
 Each half writes to its own log under test-artifacts/, printed whole when that half ends; while
-both run, a line a minute shows where each is. The exit status is the first failing half's.
-Arguments are passed to both halves' pytest.
+both run, a line a minute shows where each is. Last comes a recap of both halves, each one's
+exit status, failing tests and closing line, so that the tail of the output (all a CI page may
+keep) says what failed in either. The exit status is the first failing half's. Arguments are
+passed to both halves' pytest.
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ def last_line(log: Path) -> str:
     return lines[-1][-100:] if lines else "(starting)"
 
 
+def outcome(log: Path) -> list[str]:
+    """The failing tests pytest's short summary names (``-ra``), and its closing line."""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    failing = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    return failing + lines[-1:]
+
+
 def main(arguments: list[str]) -> int:
     ARTIFACTS.mkdir(exist_ok=True)
     started = time.monotonic()
     running: dict[str, tuple[subprocess.Popen[bytes], Path, IO[bytes]]] = {}
+    ended: dict[str, tuple[int, float, Path]] = {}
     for name, paths in HALVES.items():
         log = ARTIFACTS / f"pytest-{name.replace(' ', '-')}.log"
         sink = log.open("wb")
@@ -58,6 +68,7 @@ def main(arguments: list[str]) -> int:
                 print(f"\n===== {name}: pytest exited {process.returncode} after {minutes:.1f} min =====", flush=True)
                 sys.stdout.write(log.read_text(errors="replace"))
                 sys.stdout.flush()
+                ended[name] = (process.returncode, minutes, log)
                 status = status or process.returncode
             if running and time.monotonic() >= next_progress:
                 next_progress += PROGRESS_EVERY_SECONDS
@@ -69,6 +80,11 @@ def main(arguments: list[str]) -> int:
             process.terminate()
             process.wait()
             sink.close()
+    print("\n===== both halves =====")
+    for name, (returncode, minutes, log) in ended.items():
+        print(f"{name}: pytest exited {returncode} after {minutes:.1f} min (log: {log})")
+        for line in outcome(log):
+            print(f"  {line}")
     return status
 
 
