@@ -30,7 +30,7 @@ from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.database import Database
 from exchange.errors import BadUserInput
-from exchange.idempotency import claiming, record_once
+from exchange.idempotency import claiming, keyed, record_once, same_request
 from exchange.keyring.crypto import decrypt_with_secret, encrypt_with_secret
 from exchange.members.authority import (
     AuthorityRequired,
@@ -120,8 +120,21 @@ class DebitConsents:
             idempotency_key=key,
             sealed_secret=None if key is None else encrypt_with_secret(secret, self.key_secret, _kid(member_id, key)),
         )
+
+        def same(earlier: DebitConsent) -> bool:
+            return (earlier.program_id, earlier.points) == (program, points)
+
         async with self.db.transaction() as session:
             await programs.get_program(session, program, field=field)
+            await session.exec(
+                delete(DebitConsent).where(
+                    col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
+                )
+            )
+            # A retry is answered by what its key holds, as it stands, even once the account is
+            # unlinked (that consent revoked): the first request's answer, not a refusal.
+            if key is not None and (earlier := await keyed(session, DebitConsent, member_id, key)) is not None:
+                return self._again(same_request(earlier, key, same), member_id, key)
             # The member's account there, key-share locked as a debit reads it: an unlink waits,
             # and then revokes this consent with the rest.
             linked = await session.exec(
@@ -131,11 +144,6 @@ class DebitConsents:
             )
             if linked.first() is None:
                 raise AccountNotLinked(program, field)
-            await session.exec(
-                delete(DebitConsent).where(
-                    col(DebitConsent.used_at).is_(None), col(DebitConsent.expires_at) < now - FORGET_AFTER
-                )
-            )
             if key is None:
                 session.add(consent)
                 return GrantedConsent(secret=secret, consent=consent)
@@ -148,11 +156,16 @@ class DebitConsents:
                 claim,
                 member_id=member_id,
                 key=key,
-                same=lambda earlier: (earlier.program_id, earlier.points) == (program, points),
+                same=same,
             )
-        assert given is not None and given.sealed_secret is not None, "only the key is unique but for the secret"
+        assert given is not None, "only the key is unique but for the secret"
         if created:
             return GrantedConsent(secret=secret, consent=given)
+        return self._again(given, member_id, key)
+
+    def _again(self, given: DebitConsent, member_id: str, key: str) -> GrantedConsent:
+        """The consent ``key`` holds, given again: its secret unsealed."""
+        assert given.sealed_secret is not None, "a keyed consent keeps its secret sealed"
         return GrantedConsent(decrypt_with_secret(given.sealed_secret, self.key_secret, _kid(member_id, key)), given)
 
 

@@ -255,3 +255,30 @@ async def test_a_consent_asked_again_under_its_key_is_the_same_consent_not_a_sec
         await world.use(used.secret, used_for="conversion:c2")
     bob = await member_with_accounts(world.db, {"happy-card": "bob"}, T0)
     assert (await grant(member=bob)).secret != first.secret
+
+
+async def test_a_consent_asked_again_under_its_key_after_the_unlink_answers_it_revoked(world: World) -> None:
+    """The answer to a keyed consent was lost and alice unlinked happy-card before retrying: the
+    retry answered AccountNotLinked, as if no consent had been given. It answers the consent the
+    key holds, revoked by the unlink and paying for nothing; a new key is refused, no account."""
+    granted = await world.consents.grant(
+        member_id=world.alice, asserted_by="happy-card", program="happy-card", points=1000, key="c-1"
+    )
+    async with world.db.transaction() as session:
+        await unlinking.unlink(session, world.alice, "happy-card", "alice", world.clock.now(), signed_in_through=())
+    again = await world.consents.grant(
+        member_id=world.alice, asserted_by="happy-card", program="happy-card", points=1000, key="c-1"
+    )
+    assert (again.secret, again.consent.revoked_at) == (granted.secret, world.clock.now())
+    with pytest.raises(IdempotencyConflict):
+        await world.consents.grant(
+            member_id=world.alice, asserted_by="happy-card", program="happy-card", points=2000, key="c-1"
+        )
+    with pytest.raises(AccountNotLinked):
+        await world.consents.grant(
+            member_id=world.alice, asserted_by="happy-card", program="happy-card", points=1000, key="c-2"
+        )
+    with pytest.raises(AuthorityRequired) as refused:
+        await world.use(again.secret)
+    assert reason(refused) == "CONSENT_REVOKED"
+    assert len(await world.rows()) == 1
