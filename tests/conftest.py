@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from exchange.db import migrate
 from exchange.db.database import Database
@@ -25,6 +26,13 @@ from exchange.testing.sandboxes import SandboxFleet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PARTNERS = REPO_ROOT / "partners"
+
+# Property tests check correctness, not speed: no example has a deadline (Hypothesis's default,
+# 200 ms, fails a test whose example a busy machine, or a garbage collection in a process two
+# thousand tests old, happens to pause), and a failure prints the blob that reproduces it
+# (@reproduce_failure), since the examples differ from run to run.
+settings.register_profile("exchange", deadline=None, print_blob=True)
+settings.load_profile("exchange")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
