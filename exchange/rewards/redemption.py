@@ -6,7 +6,9 @@
    member's limit (the limits counters, locked in key order). A reward's minimum level is
    checked against the member's level as the partners report it, asked before this unit of
    work; the unit of work refuses the redemption if the member's tiers changed since
-   (:class:`~exchange.rewards.errors.TiersChanged`). A repeat of the key returns
+   (:class:`~exchange.rewards.errors.TiersChanged`), or if its publisher raised the minimum
+   since (above the level read: ``TierTooLow``; from none: the level is read, and the record
+   made again). A repeat of the key returns
    the same redemption. A request expecting a points price (the one its member saw) that is
    no longer the price is refused there, nothing recorded. The paying program's points are spent only under its authority
    (:mod:`exchange.members.authority`): a token it asserted, or a consent given through it,
@@ -135,6 +137,15 @@ class RedemptionQuote:
     price: RedemptionPrice
 
 
+class _LevelNowNeeded(Exception):
+    """The reward read before the record needed no level, and the one the record reads needs
+    ``min_level``: the level is to be read (outside the unit of work, which this rolls back)."""
+
+    def __init__(self, reward_id: str, min_level: int) -> None:
+        super().__init__(reward_id)
+        self.reward_id, self.min_level = reward_id, min_level
+
+
 @dataclass
 class RedemptionSaga(Saga[Redemption]):
     model = Redemption
@@ -195,16 +206,32 @@ class RedemptionSaga(Saga[Redemption]):
                 return same_request(existing, request.idempotency_key, request.made)
             reward = await catalog.get_reward(session, request.reward_id)
         require_authority(request.authority, request.pay_with, field="payWith")  # before asking partners
-        level = None
-        if reward.min_level > 0:
-            # Asked of the partners, outside a unit of work; the unit of work that records the
-            # redemption then refuses it if the tiers changed since (_record_in).
-            level = await self.member_level(request.member_id)
-            if level.level < reward.min_level:
-                raise TierTooLow(reward.id, reward.min_level, level.level)
-        async with self.db.transaction() as session:
-            redemption, created = await self._record_in(session, request, level)
+        level = await self._level_for(reward.id, reward.min_level, request.member_id, None)
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    redemption, created = await self._record_in(session, request, level)
+                break
+            except _LevelNowNeeded as needed:
+                # The reward came to need a level after it was read: the level is read now, and
+                # the record made again (with a level read, nothing raises this again).
+                level = await self._level_for(needed.reward_id, needed.min_level, request.member_id, level)
         return await self.drive(redemption) if created else redemption
+
+    async def _level_for(
+        self, reward_id: str, min_level: int, member_id: str, level: LevelRead | None
+    ) -> LevelRead | None:
+        """The member's level as checked against a reward's ``min_level`` (else :class:`TierTooLow`):
+        ``level`` if already read, else asked of the partners, outside a unit of work (the unit of
+        work that records the redemption then refuses it if the tiers changed since:
+        :meth:`_record_in`); ``None`` if the reward needs none."""
+        if min_level == 0:
+            return level
+        if level is None:
+            level = await self.member_level(member_id)
+        if level.level < min_level:
+            raise TierTooLow(reward_id, min_level, level.level)
+        return level
 
     async def cancel(
         self,
@@ -340,7 +367,8 @@ class RedemptionSaga(Saga[Redemption]):
         self, session: AsyncSession, request: RedeemRequest, level: LevelRead | None
     ) -> tuple[Redemption, bool]:
         """Record the redemption (step 1); ``level``: the member's level as checked against the
-        reward's minimum, refused (:class:`TiersChanged`) if their tiers changed since it was read."""
+        reward's minimum, refused (:class:`TiersChanged`) if their tiers changed since it was read,
+        or (:class:`TierTooLow`) if the minimum was raised above it since."""
         now = self.clock.now()
         paying_ref, tier_activity = await self._paying_ref(
             session, request.member_id, request.pay_with, lock=True, tiers=level is not None
@@ -349,6 +377,10 @@ class RedemptionSaga(Saga[Redemption]):
         reward = quote.reward
         if level is not None and level.tier_activity != tier_activity:
             raise TiersChanged(reward.id, reward.min_level, level.level)
+        if reward.min_level > 0 and level is None:
+            raise _LevelNowNeeded(reward.id, reward.min_level)  # its publisher raised it since it was read
+        if level is not None and level.level < reward.min_level:
+            raise TierTooLow(reward.id, reward.min_level, level.level)  # raised above the level read
         if not catalog.is_available(reward, now):
             raise RewardUnavailable(reward.id, reward.available_from, reward.available_until)
         usages = _usages(reward, request.member_id)

@@ -377,6 +377,42 @@ async def test_a_level_lost_between_its_check_and_the_record_is_refused_and_noth
     assert refused.value.details == {"minLevel": 1, "level": 0}
 
 
+@pytest.mark.parametrize(("read_as", "raised_to"), [(0, 1), (2, 3)])
+async def test_a_level_its_publisher_raised_after_the_reward_was_read_is_checked_before_the_record(
+    world: World, monkeypatch: pytest.MonkeyPatch, read_as: int, raised_to: int
+) -> None:
+    """The request read the reward needing level ``read_as``, and its publisher raised that to
+    ``raised_to`` before the redemption was recorded: the redemption was recorded for a member
+    below it. The unit of work that records it reads the level the reward needs now and refuses
+    a member below it, nothing taken: against the level read, or, where the reward needed none,
+    the level read then; a member who holds it has it recorded."""
+    world.partners["fresh-mart"].tiers["alice"] = "Gold Shopper"  # level 2
+    reward = await world.reward(min_level=raised_to)
+    read_reward = catalog.get_reward
+    reads: list[str] = []
+
+    async def read_before_the_raise(session: AsyncSession, reward_id: str, *, field: str = "rewardId") -> Reward:
+        read = await read_reward(session, reward_id, field=field)
+        reads.append(reward_id)
+        if len(reads) == 1:  # as it was read before the raise
+            session.expunge(read)
+            read.min_level = read_as
+        return read
+
+    monkeypatch.setattr(catalog, "get_reward", read_before_the_raise)
+    if raised_to > 2:
+        with pytest.raises(TierTooLow) as refused:
+            await world.redeem(reward)
+        assert refused.value.details == {"minLevel": raised_to, "level": 2}
+        async with world.db.transaction() as session:
+            assert (await session.exec(select(Redemption))).all() == []
+        assert await world.stock(reward) == 10
+        assert world.partners["happy-card"].balances["alice"] == 100_000, "nothing debited"
+    else:
+        assert (await world.redeem(reward)).status == RedemptionStatus.COMPLETED
+    assert world.partners["fresh-mart"].calls == [("account", "alice")], "her level read once"
+
+
 @pytest.mark.postgres_only
 async def test_a_redemption_recorded_during_an_unlink_that_takes_its_level_waits_for_it_and_is_refused(
     pg_db: Database,
