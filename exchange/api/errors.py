@@ -13,7 +13,8 @@
   a value a scalar refuses (:mod:`exchange.api.scalars`), written in a variable or inline
   (then naming the argument and the path into it, found in the document), and so does a
   value written inline that its argument's type cannot hold (``points: 99999999999``, or a
-  field its input type does not have: ``input.form``).
+  field its input type does not have: ``input.form``), or cannot even be read as (``points``
+  of 5,000 digits, which Python will not read as an int).
 * Anything else is unexpected: it is logged with its trace, and the client sees only
   ``Unexpected error.`` with ``INTERNAL_SERVER_ERROR`` — never a stack trace. So is a
   result the field's own type cannot represent (a number past ``Int``): the domain bounds
@@ -70,9 +71,23 @@ def _unexpected(error: GraphQLError) -> bool:
     a value a scalar refused; or a value of the exchange's own that its type cannot represent
     (:func:`_unrepresentable`)."""
     original = error.original_error
-    if original is None:
+    if original is None or _unreadable_literal(error) is not None:
         return False
     return _unrepresentable(error) or not isinstance(original, (ExchangeError, GraphQLError, InvalidValue))
+
+
+_EXPECTED_TYPE = re.compile(r"^Expected value of type '(?P<type>[^']+)'")
+
+
+def _unreadable_literal(error: GraphQLError) -> str | None:
+    """The type of a value written inline that reading raised on, not refused as a scalar
+    refuses (``points: 999…`` of 5,000 digits: Python will not read so long a number as an
+    int): the client's value, not the exchange's fault."""
+    original = error.original_error
+    if original is None or isinstance(original, (ExchangeError, GraphQLError, InvalidValue)):
+        return None
+    expected = _EXPECTED_TYPE.match(error.message)
+    return expected["type"] if expected is not None and _about_a_written_value(error) else None
 
 
 def _unrepresentable(error: GraphQLError) -> bool:
@@ -140,6 +155,11 @@ def to_client_error(error: GraphQLError) -> GraphQLError:
     if isinstance(original, ExchangeError):
         extensions = original.extensions()
         message = original.message
+    elif (unreadable := _unreadable_literal(error)) is not None:
+        field = _literal_field(error)
+        extensions = {"code": ErrorCode.BAD_USER_INPUT.value, **({"field": field} if field else {})}
+        written = f"{unreadable} cannot represent the value written here"
+        message = f"{field}: {written}" if field else written
     elif _unexpected(error):
         extensions = {"code": ErrorCode.INTERNAL_SERVER_ERROR.value}
         message = "Unexpected error."

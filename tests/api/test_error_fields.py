@@ -129,6 +129,14 @@ BAD_INPUTS = [
         "{ id } }",
         "input.points",
     ),
+    # ... and so is one Python will not even read as an int (more than 4,300 digits).
+    (
+        "member",
+        'mutation { createQuote(input: {fromProgram: "wallet-pay", toProgram: "fresh-mart", points: %s}) '
+        "{ id } }" % ("9" * 5000),
+        "input.points",
+    ),
+    ("member", "{ redemptions(first: -%s) { id } }" % ("9" * 4301), "first"),
     ("member", '{ redemptions(first: "ten") { id } }', "first"),
     (
         "member",
@@ -153,3 +161,12 @@ async def test_bad_input_names_the_argument_path_the_client_wrote(
     reward = (await kit.data('{ rewards(programId: "fresh-mart") { id } }'))["rewards"][0]["id"]
     body = (await kit.graphql(operation.replace("$reward", reward), tokens[caller])).json()
     assert refusal(body) == {"code": "BAD_USER_INPUT", "field": field}
+
+
+async def test_a_number_written_inline_too_long_to_read_is_refused_in_a_few_words(kit: ExchangeKit) -> None:
+    """A 5,000-digit Int written in the document was an unexpected error (Python refuses to read
+    so long a number), and GraphQL's own message for it would quote all 5,000 digits."""
+    tokens = await callers(kit)
+    body = (await kit.graphql("{ redemptions(first: %s) { id } }" % ("9" * 5000), tokens["member"])).json()
+    (error,) = body["errors"]
+    assert error["message"] == "first: Int cannot represent the value written here"
