@@ -389,8 +389,10 @@ def test_the_period_pages_links_say_to_a_screen_reader_whose_statement_and_recor
     assert f"Statement{hidden} of the exchange itself</span>" in english
     assert f"Statement{hidden} of Formosa Air Miles</span>" in english
     assert f"Reconcile{hidden} the records of Formosa Air Miles</span>" in english
-    assert f"對帳單{hidden}：交換平台本身的對帳單</span>" in chinese
-    assert f"對帳單{hidden}：Formosa Air Miles 的對帳單</span>" in chinese
+    # In Chinese the statement's owner comes before the word the link shows: read whole, the
+    # link says 交換平台本身的對帳單 once, where it said 對帳單：交換平台本身的對帳單.
+    assert f"{hidden}交換平台本身的</span>對帳單</a>" in chinese
+    assert f"{hidden}Formosa Air Miles 的</span>對帳單</a>" in chinese
 
 
 def test_a_refusal_on_a_chinese_page_sets_a_field_name_off_from_the_chinese(crawled: PortalGateway) -> None:
