@@ -31,6 +31,7 @@ from exchange.ledger.models import (
     LedgerTransaction,
     SettlementPeriod,
 )
+from exchange.text import quoted
 
 #: Period lengths that tile a calendar year, so every period starts in the same months each year.
 PERIOD_MONTHS = (1, 2, 3, 4, 6, 12)
@@ -54,8 +55,7 @@ def overlong_period(text: str) -> str | None:
     caller learns what to write. A long text is quoted in part."""
     if len(text) <= PERIOD_LENGTH:
         return None
-    shown = repr(text) if len(text) <= _QUOTED else f"{text[:_QUOTED]!r}… ({len(text)} characters)"
-    return f"{PERIOD_FORM}; got {shown}"
+    return f"{PERIOD_FORM}; got {quoted(text, most=_QUOTED)}"
 
 
 class PeriodStatus(StrEnum):
