@@ -139,11 +139,12 @@ QUOTED_CHARACTERS = 80
 
 def quoted(value: str, *, most: int = QUOTED_CHARACTERS) -> str:
     """``value`` (a partner's, a member's) as a message of the exchange quotes it: between
-    quotes as ``repr`` writes it, its first ``most`` characters and, past them, how many it has. ``repr`` writes every character that shows nothing or moves
-    others as its escape (``\\u202e``): controls, direction controls, line and paragraph
-    separators, unpaired surrogates. A value with a right-to-left override so cannot reorder
-    the message around it, wherever the message goes (a GraphQL error, the command line, a
-    file); a page isolates it too (``|theirs``), for text in a right-to-left script."""
+    quotes as ``repr`` writes it, its first ``most`` characters and, past them, how many it
+    has. ``repr`` writes every character that shows nothing or moves others as its escape
+    (``\\u202e``): controls, direction controls, line and paragraph separators, unpaired
+    surrogates. A value with a right-to-left override so cannot reorder the message around
+    it, wherever the message goes (a GraphQL error, the command line, a file); a page isolates
+    it too (``|theirs``), for text in a right-to-left script."""
     if len(value) <= most:
         return repr(value)
     return f"{value[:most]!r}… ({len(value)} characters)"
