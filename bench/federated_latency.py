@@ -8,7 +8,8 @@ connector code the gateway uses), alone and all five at once. Asked at once, fiv
 processes share this machine's cores, so the slowest of them answers later than any does
 alone: that concurrent figure is the floor for anyone federating the five, and the target
 (the gateway's p50 within 5 ms of the slowest partner) is measured against it. Both gaps
-are printed.
+are printed. The gateway's requests and the five partners asked at once take turns, one of
+each a round, so that whatever else the machine does meanwhile weighs on both alike.
 
     .venv/bin/python bench/federated_latency.py [--requests 200] [--profile FILE]
 """
@@ -55,14 +56,6 @@ async def main(arguments: argparse.Namespace) -> None:
             asked = {account["program"]["id"] for account in accounts} - {COALITION_POINT}
             assert asked == set(PROGRAMS) and all(account["error"] is None for account in accounts), body
 
-        for _ in range(20):
-            await federated()
-        profiler = stack.profile_gateway(arguments.profile, 3600) if arguments.profile else None
-        gateway = [await timed(federated) for _ in range(arguments.requests)]
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)  # py-spy stops and writes what it sampled
-            profiler.wait()
-
         partner_times = {}
         declarations = {p.id: p for p in read_partners_directory(stack.settings.partners_dir).programs}
         registry = ConnectorRegistry(stack.settings, environ={})
@@ -80,7 +73,17 @@ async def main(arguments: argparse.Namespace) -> None:
             async def all_at_once() -> None:
                 await asyncio.gather(*(connector.account("bench000") for connector in connectors))
 
-            together = [await timed(all_at_once) for _ in range(arguments.requests)]
+            for _ in range(20):
+                await federated()
+                await all_at_once()
+            profiler = stack.profile_gateway(arguments.profile, 3600) if arguments.profile else None
+            gateway, together = [], []
+            for _ in range(arguments.requests):
+                gateway.append(await timed(federated))
+                together.append(await timed(all_at_once))
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy stops and writes what it sampled
+                profiler.wait()
         finally:
             await registry.aclose()
 
