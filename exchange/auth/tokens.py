@@ -2,7 +2,8 @@
 
 A token is self-contained: verifying it needs the issuer's public key (cached in process)
 and one query that looks its ``jti`` up among revoked tokens, its key among published ones,
-and its client among clients (and when that client's secret was last reset). Claims beyond
+its client among clients (and when that client's secret was last reset) and, a member's, the
+account it was asserted on among linked ones. Claims beyond
 RFC 9068's are ``role``; for partners, ``program_id`` (their tenant); for members,
 ``asserted_by`` (the program whose partner's assertion the token was issued on), so a
 request's principal is known without another query. The two program claims are distinct on
@@ -40,6 +41,7 @@ from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.members.models import LinkedAccount
 
 #: RFC 9068's media type for JWT access tokens, in the ``typ`` header. Requiring it keeps any
 #: other JWT the exchange signs (a settlement statement, say) from passing as a token.
@@ -59,6 +61,14 @@ CLIENT_REVOKED = (
     "the client this token was issued to has been revoked: request a token with another client's credentials "
     "(a partner creates a client on its console's Clients and keys page, or asks the exchange's operator for one)"
 )
+def unlinked_since(program_id: str) -> str:
+    """Why a member token no longer stands once the member unlinked the account it was issued on."""
+    return (
+        f"the member has unlinked their account at {program_id}, on whose partner's word this token was issued: "
+        "the token ended with the link (once the member links it again, the partner asserts them anew)"
+    )
+
+
 #: What to do about a token that was never whole: most often a shell variable holding an error
 #: answer's ``access_token`` (``jq -r`` prints ``null``) or a token cut short when pasted.
 SEND_IT_WHOLE = "send the access_token that /oauth/token answered, whole"
@@ -168,8 +178,8 @@ _CLAIM_PROBLEMS = {
 #: second as the reset, is never refused, at the price of letting a token issued with the old
 #: secret in that same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
 #: query asks without truncating a time in SQL (``issued_second_ended`` is ``iat + 1``).
-def _standing(scopes: Any) -> Any:
-    return sa.select(  # five columns: more than sqlmodel's select is typed for
+def _standing(scopes: Any, *more: Any) -> Any:
+    return sa.select(  # five columns (or more): more than sqlmodel's select is typed for
         exists().where(col(RevokedToken.jti) == bindparam("jti")),
         exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
         select(scopes).where(col(OAuthClient.client_id) == bindparam("client_id")).scalar_subquery(),
@@ -181,11 +191,21 @@ def _standing(scopes: Any) -> Any:
             col(RevokedClient.client_id) == bindparam("client_id"),
             col(RevokedClient.revoked_at) >= bindparam("issued_second_ended"),
         ),
+        *more,
     )
 
 
+#: A member token's sixth: whether the member's account at the program whose partner asserted
+#: them is linked, by a link made before the token was issued (``linked_by``: the end of its
+#: second, and the clocks' leeway). Unlinking the account ends the token, as it ends that
+#: partner's view of the member; linking it again later does not bring the token back.
+_ASSERTING_ACCOUNT_LINKED = exists().where(
+    col(LinkedAccount.member_id) == bindparam("member_id"),
+    col(LinkedAccount.program_id) == bindparam("asserted_by"),
+    col(LinkedAccount.linked_at) < bindparam("linked_by"),
+)
 _STANDING = _standing(OAuthClient.scope)
-_MEMBER_STANDING = _standing(OAuthClient.member_scope)
+_MEMBER_STANDING = _standing(OAuthClient.member_scope, _ASSERTING_ACCOUNT_LINKED)
 
 
 class TokenVerifier:
@@ -234,22 +254,31 @@ class TokenVerifier:
         the console or the CLI: its tokens, and the member tokens it obtained, end with it, and
         stay ended when a client is made again under its id),
         or whose client's secret was reset after it was issued (it may have been issued with a
-        leaked secret; the member tokens the client obtained end too). One query, on every
+        leaked secret; the member tokens the client obtained end too), or, a member's, whose
+        account at the program that asserted them has been unlinked since. One query, on every
         request, so each holds at once on every replica: neither the verified-token cache nor
         the process's copy of the keys (re-read every minute) lets such a token through.
 
         Returns the most the client's tokens of this kind may carry now (see
         :attr:`~exchange.auth.principal.Principal.client_scopes`)."""
+        principal = verified.principal
+        issued_second_ended = datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC)
         params = {
-            "jti": verified.principal.token_id,
+            "jti": principal.token_id,
             "kid": verified.key_id,
             "now": self._clock.now(),
-            "client_id": verified.principal.client_id,
-            "issued_second_ended": datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC),
+            "client_id": principal.client_id,
+            "issued_second_ended": issued_second_ended,
         }
-        member = verified.principal.role is Role.MEMBER
+        member = principal.role is Role.MEMBER
+        if member:
+            params |= {
+                "member_id": principal.member_id,
+                "asserted_by": principal.asserted_by,
+                "linked_by": issued_second_ended + timedelta(seconds=LEEWAY_SECONDS),
+            }
         standing = _MEMBER_STANDING if member else _STANDING
-        is_revoked, key_published, client_scopes, secret_reset, client_revoked = (
+        is_revoked, key_published, client_scopes, secret_reset, client_revoked, *linked = (
             await session.exec(standing, params=params)
         ).one()
         if is_revoked:
@@ -262,6 +291,8 @@ class TokenVerifier:
             raise InvalidAccessToken(
                 "the secret of the client this token was issued to has been changed since: request a new token"
             )
+        if member and not linked[0]:
+            raise InvalidAccessToken(unlinked_since(str(principal.asserted_by)))
         return StoredScopes(client_scopes)  # parsed only if a refusal names them
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:

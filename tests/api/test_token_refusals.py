@@ -184,6 +184,25 @@ async def test_a_revoked_token_is_401_invalid_token(kit: ExchangeKit) -> None:
     assert response.json()["errors"][0]["message"] == "the token has been revoked: request a new token"
 
 
+async def test_a_member_token_issued_before_the_account_it_names_was_linked_is_refused(
+    kit: ExchangeKit, signing_key: RSAKey
+) -> None:
+    """As one is once that account was unlinked and linked again later: the link a member token
+    stands on must be older than the token (give or take the clocks' leeway of 30 seconds)."""
+    token = await kit.member_token("wallet-pay", "zoe")  # wallet-pay's assertion links zoe's account now
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert (await kit.graphql(VIEWER, token)).json() == {"data": {"viewer": {"role": "MEMBER"}}}
+    issued_30_seconds_before = sign_access_token(claims | {"iat": claims["iat"] - 30}, signing_key)
+    assert (await kit.graphql(VIEWER, issued_30_seconds_before)).status_code == 200  # within the leeway
+    issued_a_minute_before = sign_access_token(claims | {"iat": claims["iat"] - 60}, signing_key)
+    response = await kit.graphql(VIEWER, issued_a_minute_before)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"] == (
+        "the member has unlinked their account at wallet-pay, on whose partner's word this token was issued: "
+        "the token ended with the link (once the member links it again, the partner asserts them anew)"
+    )
+
+
 async def test_a_token_of_a_revoked_client_is_refused_saying_where_a_new_client_comes_from(kit: ExchangeKit) -> None:
     """A new token of that client cannot be had ("request a new token" would not help)."""
     partner = await kit.partner("formosa-air")

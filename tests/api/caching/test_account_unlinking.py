@@ -61,6 +61,20 @@ async def test_an_unlinked_account_leaves_the_view_at_once_and_linking_it_again_
     assert (await balances(kit, bob))["formosa-air"] == 4_321
 
 
+async def test_a_token_the_unlinked_accounts_partner_asserted_ends_with_the_link(kit: ExchangeKit, bob: str) -> None:
+    """formosa-air's partner asserted bob on carol's account: once bob unlinks it (under
+    harbor-bank's token), formosa-air's token no longer reads his view, nor anything else."""
+    formosa_air = await kit.member_token("formosa-air", "carol")
+    assert set(await balances(kit, formosa_air)) == {"coalition", "formosa-air", "harbor-bank"}
+    await kit.data(UNLINK, bob, program="formosa-air", ref="carol")
+    response = await kit.graphql(ACCOUNTS, formosa_air)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["message"].startswith(
+        "the member has unlinked their account at formosa-air, on whose partner's word this token was issued"
+    )
+    assert await balances(kit, bob) == {"coalition": 0, "harbor-bank": 25_000}  # harbor-bank's stands
+
+
 async def test_unlinking_again_answers_with_the_first_unlink(kit: ExchangeKit, bob: str) -> None:
     first = (await kit.data(UNLINK, bob, program="formosa-air", ref="carol"))["unlinkAccount"]
     again = (await kit.data(UNLINK, bob, program="formosa-air", ref="carol"))["unlinkAccount"]
