@@ -61,6 +61,8 @@ CLIENT_REVOKED = (
     "the client this token was issued to has been revoked: request a token with another client's credentials "
     "(a partner creates a client on its console's Clients and keys page, or asks the exchange's operator for one)"
 )
+
+
 def unlinked_since(program_id: str) -> str:
     """Why a member token no longer stands once the member unlinked the account it was issued on."""
     return (
