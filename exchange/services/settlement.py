@@ -40,6 +40,7 @@ from exchange.settlement import (
     closing,
     issued,
     jobs,
+    other_periods,
     overview,
     point_records,
     reconciliation,
@@ -633,7 +634,10 @@ class SettlementService:
                 of.partner,
                 currency,
                 break_report.next_step(
-                    row.kind, resolution, break_report.elsewhere(row, of.period, periods), book=of.of_the_book
+                    row.kind,
+                    resolution,
+                    other_periods.elsewhere(row.kind, row.reference, of.period, periods),
+                    book=of.of_the_book,
                 ),
             )
             for row, resolution in rows
@@ -644,7 +648,7 @@ class SettlementService:
     ) -> dict[str, list[str]]:
         """Where the ledger has the references of ``rows`` that it lacks in the period."""
         missing = (row.reference for row in rows if row.kind == BreakKind.MISSING_IN_LEDGER)
-        return await break_report.ledger_periods(session, currency=currency, partner=of.partner, references=missing)
+        return await other_periods.ledger_periods(session, currency=currency, partner=of.partner, references=missing)
 
     async def break_report(
         self,

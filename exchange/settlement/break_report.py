@@ -21,15 +21,12 @@ import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, text
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from exchange.clock import utc_instant
 from exchange.money import Currency
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.breaks import adjustment_reference
 from exchange.settlement.models import BreakResolution, ReconciliationBreak
-from exchange.settlement.participants import settled_accounts
+from exchange.settlement.other_periods import elsewhere
 from exchange.settlement.reconciliation import break_difference
 from exchange.spreadsheet import spreadsheet_row
 
@@ -172,39 +169,6 @@ class NextStep:
         return self.pattern % self.fields
 
 
-#: The periods in which the ledger has each of ``references`` on one of ``accounts``.
-_PERIODS_OF_REFERENCES = text(
-    """
-    SELECT DISTINCT t.reference, t.period
-      FROM ledger_transaction t JOIN ledger_entry e ON e.transaction_seq = t.seq AND e.period = t.period
-     WHERE t.reference IN :references AND e.account_id IN :accounts
-    """
-).bindparams(bindparam("references", expanding=True), bindparam("accounts", expanding=True))
-
-
-async def ledger_periods(
-    session: AsyncSession, *, currency: Currency, partner: str, references: Iterable[str]
-) -> dict[str, list[str]]:
-    """The periods in which the ledger has each of ``references`` for ``partner`` (on one of its
-    own accounts, so that no other partner's reference is revealed), in order; a reference it
-    has in none is absent."""
-    wanted = sorted(set(references))
-    if not wanted:
-        return {}
-    accounts = sorted(
-        account for account, name in (await settled_accounts(session, currency.code)).items() if name == partner
-    )
-    if not accounts:
-        return {}
-    rows = await session.exec(  # type: ignore[call-overload]
-        _PERIODS_OF_REFERENCES, params={"references": wanted, "accounts": accounts}
-    )
-    found: dict[str, list[str]] = {}
-    for reference, period in sorted(rows.all()):
-        found.setdefault(reference, []).append(period)
-    return found
-
-
 def next_step(
     kind: str, resolution: BreakResolution | None, periods: Sequence[str] = (), *, book: bool = False
 ) -> NextStep:
@@ -226,14 +190,6 @@ def in_english(step: NextStep) -> str:
     return step.english
 
 
-def elsewhere(row: ReconciliationBreak, period: str, periods: Mapping[str, Sequence[str]]) -> list[str]:
-    """The periods other than ``period`` in which the ledger has the reference of ``row``, a
-    line it lacks in ``period`` (``periods``: as :func:`ledger_periods` found them)."""
-    if row.kind != BreakKind.MISSING_IN_LEDGER:
-        return []
-    return [other for other in periods.get(row.reference, ()) if other != period]
-
-
 def break_row(
     partner: str,
     period: str,
@@ -246,10 +202,11 @@ def break_row(
     book: bool = False,
 ) -> tuple[str, ...]:
     """One break as a row of :data:`CSV_COLUMNS` (before the spreadsheet guard); ``periods``:
-    where the ledger has the references the ledger lacks in ``period`` (:func:`ledger_periods`);
+    where the ledger has the references the ledger lacks in ``period``
+    (:func:`~exchange.settlement.other_periods.ledger_periods`);
     ``say``: how the file says the next step (the columns' names and every other cell are the
     same in every language)."""
-    other_periods = elsewhere(row, period, periods)
+    other_periods = elsewhere(row.kind, row.reference, period, periods)
 
     def money(minor: int | None) -> str:
         return "" if minor is None else str(currency.from_minor(minor))

@@ -6,7 +6,9 @@ the closed period. Its id is ``adjustment:break:<break id>`` (resolving the same
 way again posts nothing new) and its reference ``break:<break id>``, which is how it appears on
 both parties' next statements. Unless staff name them, the adjustment's amount makes the ledger
 agree with the partner's line (the partner's amount minus the ledger's), and its counterparty is
-the one the partner's line names, else the only one the reference's transactions have.
+the one the partner's line names, else the only one the reference's transactions have. A line
+the ledger has in another period (a late item) is never adjusted, alone or in a selection: the
+ledger counts it there already (:mod:`~exchange.settlement.other_periods`).
 
 A break is resolved once, by one person, for one reason, all recorded; repeating the same
 resolution returns the first one (after the partner's period was signed off too: a retry after a
@@ -49,9 +51,16 @@ from exchange.money import Currency
 from exchange.programs.models import Program
 from exchange.programs.service import no_program_has, program_ids
 from exchange.settlement.break_kinds import BreakKind, Resolution
-from exchange.settlement.errors import BadAdjustment, BreakNotFound, PartnerSignedOff, ResolutionConflict
+from exchange.settlement.errors import (
+    BadAdjustment,
+    BreakNotFound,
+    CountedElsewhere,
+    PartnerSignedOff,
+    ResolutionConflict,
+)
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.netting import ACCOUNTS, SPOKES_OF_ACCOUNTS
+from exchange.settlement.other_periods import elsewhere, ledger_periods
 from exchange.settlement.participants import EXCHANGE, account_of, settled_accounts
 from exchange.settlement.positions import position_of
 from exchange.settlement.reconciliation import (
@@ -117,6 +126,8 @@ async def _adjustment(
 ) -> tuple[int, str]:
     """The adjustment's amount and counterparty: as asked, or by default; checked."""
     partner = reconciliation.partner
+    if late := await _counted_elsewhere(session, currency, reconciliation, [row]):
+        raise CountedElsewhere(reconciliation.period, late, selected=False)
     try:
         amount = currency.to_minor(request.amount) if request.amount is not None else default_amount(row)
     except ValueError as exc:
@@ -541,6 +552,8 @@ async def _adjust(
     rows = list(await session.exec(core_select(*BREAK_FIGURES).where(selected).order_by(BREAKS.c.id)))  # type: ignore[call-overload]
     if not rows:
         return []
+    if late := await _counted_elsewhere(session, currency, reconciliation, rows):
+        raise CountedElsewhere(reconciliation.period, late, selected=True)
     partner = reconciliation.partner
     ledgers = await _ledger_counterparties(session, reconciliation, currency) if _needs_ledger(request, rows) else {}
     adjustments: list[tuple[int, int, str]] = []
@@ -583,6 +596,25 @@ async def _adjust(
     ]
     await bulk_insert(session, RESOLUTIONS, RESOLUTION_COLUMNS, resolutions)
     return adjustments
+
+
+async def _counted_elsewhere(
+    session: AsyncSession, currency: Currency, reconciliation: Reconciliation, rows: Sequence[Any]
+) -> list[tuple[int, str, list[str]]]:
+    """Those of the breaks ``rows`` (their :data:`BREAK_FIGURES`) that are lines the ledger has
+    in another period than the reconciliation's, with the periods: the ledger counts each there
+    already (:mod:`~exchange.settlement.other_periods`)."""
+    missing = [row for row in rows if row.kind == BreakKind.MISSING_IN_LEDGER]
+    late: list[tuple[int, str, list[str]]] = []
+    for start in range(0, len(missing), BATCH):
+        batch = missing[start : start + BATCH]
+        periods = await ledger_periods(
+            session, currency=currency, partner=reconciliation.partner, references=[row.reference for row in batch]
+        )
+        for row in batch:
+            if others := elsewhere(row.kind, row.reference, reconciliation.period, periods):
+                late.append((row.id, row.reference, others))
+    return late
 
 
 async def _ledger_counterparties(

@@ -172,6 +172,31 @@ class BadAdjustment(BadUserInput):
     """An adjustment that cannot be posted as asked."""
 
 
+class CountedElsewhere(BadAdjustment):
+    """Adjusting breaks that are lines the ledger has in other periods (late items): the ledger
+    counts each there already, so an adjustment would count it twice. ``late``: each such
+    break's id, reference and the periods the ledger has it in."""
+
+    def __init__(self, period: str, late: Sequence[tuple[int, str, Sequence[str]]], *, selected: bool) -> None:
+        break_id, reference, periods = late[0]
+        where = f"break {break_id}: the ledger has {quoted(reference)} in {', '.join(periods)}, not in {period}"
+        if not selected:
+            message = (
+                f"{where}; the partner's line belongs in that period's records, where the ledger counts the item "
+                "already, and an adjustment would count it twice: let the ledger stand (ACCEPT_LEDGER)"
+            )
+        else:
+            more = f", and {len(late) - 1} more" if len(late) > 1 else ""
+            message = (
+                f"{len(late)} of the selected breaks are lines the ledger has in another period ({where}{more}): "
+                "an adjustment would count each twice; let the ledger stand for them (ACCEPT_LEDGER), then "
+                "adjust the others"
+            )
+        super().__init__(
+            message, field="selection" if selected else "resolution", breaks=[row[0] for row in late[:100]]
+        )
+
+
 class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no settlement job has id {job_id!r}", field="jobId")

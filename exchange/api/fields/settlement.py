@@ -155,7 +155,9 @@ class SettlementMutations:
     @strawberry.mutation(
         description="Resolve a break of a current reconciliation: ACCEPT_LEDGER (the ledger's "
         "figure stands) or ADJUST (a balanced adjustment between the partner and a counterparty "
-        "is posted into the next open period, referenced `break:<id>`). Who and why are recorded. "
+        "is posted into the next open period, referenced `break:<id>`). A line the ledger has in another "
+        "period (a late item) is never adjusted: the ledger counts it there already, so ADJUST is "
+        "`BAD_USER_INPUT` (`extensions.field` resolution, `extensions.breaks`). Who and why are recorded. "
         "Resolving it again the same way answers the first resolution, nothing posted twice; another "
         "way is `IDEMPOTENCY_CONFLICT`. Once the partner's period is signed off, any but such a repeat is "
         "`PERIOD_CLOSED`.",
@@ -193,7 +195,9 @@ class SettlementMutations:
         "otherwise refuses the request (`IDEMPOTENCY_CONFLICT`, `extensions.field` selection.ids). A period "
         "not closed is `PERIOD_NOT_CLOSED`. Once the partner has signed it off, a repeat still answers, as "
         "`resolveBreak`'s does: every break its ids name (or its filters match, one at least) resolved as "
-        "it asks, nothing resolved now; anything else is `PERIOD_CLOSED`.",
+        "it asks, nothing resolved now; anything else is `PERIOD_CLOSED`. ADJUST of a selection that takes a "
+        "line the ledger has in another period is `BAD_USER_INPUT` (`extensions.field` selection, "
+        "`extensions.breaks` naming them), nothing resolved: accept the ledger for those first.",
         extensions=[authorize(STAFF_WRITES)],
     )
     async def resolve_breaks(

@@ -14,11 +14,11 @@ from exchange.ledger.verify import verify_ledger
 from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.breaks import BreakSelection, BulkResolveRequest, ResolveRequest, list_breaks, resolution_trail
-from exchange.settlement.errors import BadAdjustment, PartnerSignedOff
+from exchange.settlement.errors import BadAdjustment, CountedElsewhere, PartnerSignedOff
 from exchange.settlement.models import BreakResolution, Reconciliation, ReconciliationBreak
 from exchange.settlement.reconciliation import unresolved_breaks
 from exchange.testing.clock import FrozenClock
-from tests.integration.settlement.conftest import close, conversion, post, redemption, served
+from tests.integration.settlement.conftest import NOVEMBER, close, conversion, post, redemption, served
 from tests.reads import rows_read
 
 FILE = """reference,amount,counterparty,date
@@ -94,6 +94,43 @@ async def test_named_ids_repeat_idempotently_and_refuse_a_different_resolution(c
     with pytest.raises(IdempotencyConflict) as refused:
         await closed.resolve_many(bulk(BreakSelection(ids=ids), reason="another reason"))
     assert refused.value.field == "selection.ids"
+
+
+async def test_a_line_the_ledger_has_in_another_period_is_never_adjusted_alone_or_in_bulk(
+    closed: SettlementService,
+) -> None:
+    """A late item: posted after November closed, the ledger has it in December; the partner's
+    November file lists it. An adjustment would post it into December a second time."""
+    await post(closed, [conversion("late", "fresh-mart", "formosa-air", 300, at=NOVEMBER)])
+    reconciliation = await imported(closed, FILE + "conversion:late,-3.00,formosa-air,2026-11-30\n")
+    [late] = [v.row for v in await closed.breaks(reconciliation) if v.row.reference == "conversion:late"]
+    assert late.kind == BreakKind.MISSING_IN_LEDGER
+    postings = await transactions(closed)
+
+    with pytest.raises(CountedElsewhere) as alone:
+        await closed.resolve(ResolveRequest(late.id or 0, Resolution.ADJUST, "as the file says", "bob"))
+    assert (alone.value.field, alone.value.details["breaks"]) == ("resolution", [late.id])
+    assert alone.value.message.startswith(
+        f"break {late.id}: the ledger has 'conversion:late' in 2026-12, not in 2026-11; the partner's line "
+        "belongs in that period's records"
+    )
+    by_class = bulk(BreakSelection(kind=BreakKind.MISSING_IN_LEDGER), Resolution.ADJUST)
+    with pytest.raises(CountedElsewhere) as together:
+        await closed.resolve_many(by_class)
+    assert together.value.field == "selection" and together.value.message.startswith(
+        "1 of the selected breaks are lines the ledger has in another period"
+    )
+    assert await transactions(closed) == postings
+    assert all(view.resolution is None for view in await closed.breaks(reconciliation)), "nothing resolved"
+
+    await closed.resolve(ResolveRequest(late.id or 0, Resolution.ACCEPT_LEDGER, "in December's records", "bob"))
+    done = await closed.resolve_many(by_class)  # the others, once the late line is resolved
+    assert (done.resolved, done.adjusted and done.adjusted.count) == (2, 2)
+
+
+async def transactions(service: SettlementService) -> int:
+    async with service.db.transaction() as session:
+        return (await session.exec(select(func.count()).select_from(LedgerTransaction))).one()
 
 
 async def test_a_bulk_adjustment_posts_each_breaks_default_in_the_next_period(
