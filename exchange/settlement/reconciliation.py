@@ -117,7 +117,10 @@ _MARKED = f"""
 #: ``through`` keeps only its first boundary (the longest run; ``records``, how many records are
 #: up to it, tells an empty run apart), so every suspect joins at most one start: a file of
 #: repeated sums (zeros) costs no more than any other. A real record that happens to equal a
-#: sum is one the ledger has, so it is compared as any other.
+#: sum is one the ledger has, in this period or another (a late item, whose break says where:
+#: ``account``, the partner's clearing account), so it is compared as any other; and an
+#: unlabelled last record is taken for a total only below two records at least, since one
+#: record's amount repeated is an everyday coincidence, not a sum.
 TOTALS_ROW = text(
     f"""
     WITH running AS (
@@ -142,12 +145,15 @@ TOTALS_ROW = text(
           FROM running r
          WHERE (summary OR line = (SELECT max(line) FROM {STAGING}))
            AND NOT EXISTS (SELECT 1 FROM {LEDGER_STAGING} l WHERE l.reference = r.reference)
+           AND NOT EXISTS (SELECT 1 FROM ledger_transaction t
+                             JOIN ledger_entry e ON e.transaction_seq = t.seq AND e.period = t.period
+                            WHERE t.reference = r.reference AND e.account_id = :account)
     )
     SELECT u.line, u.reference, u.amount, s.line AS run_after, s.next_record AS run_first, u.record_above AS run_last,
            count(*) OVER () AS found
       FROM suspects u JOIN starts s
         ON s.through = u.through_before - u.amount AND s.line < u.line AND s.records < u.records_before
-       AND (u.summary OR s.line = 1)
+       AND (u.summary OR (s.line = 1 AND u.records_before >= 2))
      ORDER BY u.line
      LIMIT 1
     """
@@ -377,9 +383,13 @@ async def unresolved_breaks(session: AsyncSession, reconciliation_id: str) -> in
     ).one()
 
 
-async def _refuse_summary_rows(session: AsyncSession, currency: Currency, *, partner: str, period: str) -> None:
-    """Raises :class:`MalformedRecords` at the file's first totals, subtotal or trailer row."""
-    total = (await session.exec(TOTALS_ROW, params=SUMMARY_PATTERNS)).first()  # type: ignore[call-overload]
+async def _refuse_summary_rows(
+    session: AsyncSession, currency: Currency, *, partner: str, period: str, account: int | None
+) -> None:
+    """Raises :class:`MalformedRecords` at the file's first totals, subtotal or trailer row
+    (``account``: the partner's clearing account)."""
+    totals = SUMMARY_PATTERNS | {"account": account}
+    total = (await session.exec(TOTALS_ROW, params=totals)).first()  # type: ignore[call-overload]
     unit = {"unit": 10**currency.minor_units}
     trailer = (await session.exec(TRAILER_ROW, params=SUMMARY_PATTERNS | unit)).first()  # type: ignore[call-overload]
     if trailer is not None and (total is None or trailer.line < total.line):
@@ -465,7 +475,7 @@ async def import_records(
             total = str(currency.from_minor(int(out_of_range.total)))
             raise MalformedRecords(out_of_range.line, total_out_of_range(total))
     if needs.suspect:
-        await _refuse_summary_rows(session, currency, partner=partner, period=period)
+        await _refuse_summary_rows(session, currency, partner=partner, period=period, account=account)
     reconciliation = Reconciliation(
         id=str(uuid.uuid4()),
         period=period,

@@ -168,6 +168,11 @@ async def test_a_totals_row_is_refused_naming_its_line_and_the_sum(closed: Settl
     data = b"reference,amount\nconversion:c3,-100.00\nconversion:c1,-100.00\n"
     row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
     assert (row.lines, row.matched, row.amount_mismatch, row.missing_in_ledger) == (2, 1, 1, 0)
+    # So is one the ledger has in another period: a late item, posted into December after the close.
+    await post(closed, [conversion("late", "fresh-mart", "formosa-air", 7_003)])
+    data = b"reference,amount\nconversion:c1,-100.00\nredemption:r1,24.75\nconversion:c2,12.22\nconversion:c4,-7.00\nconversion:late,-70.03\n"
+    row = (await closed.import_records("fresh-mart", "2026-11", io.BytesIO(data), by="t")).reconciliation
+    assert (row.lines, row.matched, row.missing_in_ledger) == (5, 4, 1)
 
 
 async def test_a_subtotal_or_a_totals_row_anywhere_is_refused_naming_its_line_and_the_records_it_sums(
