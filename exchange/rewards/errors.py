@@ -106,6 +106,20 @@ class NotCancellable(BadUserInput):
         )
 
 
+class EntryInTheDraw(BadUserInput):
+    """A member cancelling their paid lottery entry: the entry is what they paid for, and it is
+    in the draw, which has no delivery to wait for; cancelled after the draw, it would have been
+    free. Its publisher may still cancel it (a draw called off), giving the points back."""
+
+    def __init__(self, redemption_id: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} is an entry in its reward's draw, final for its member once paid: only the "
+            "reward's publisher can cancel it now, giving the points back",
+            field="redemptionId",
+            status="COMPLETED",
+        )
+
+
 class ClearingArchived(BadUserInput):
     """A paid redemption settled in a period since archived: its clearing transaction has left
     the ledger, which can no longer post its exact negation."""

@@ -62,6 +62,7 @@ from exchange.rewards import catalog
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.rewards.errors import (
     ClearingArchived,
+    EntryInTheDraw,
     NoLongerHeld,
     NotCancellable,
     NotDeliverable,
@@ -242,7 +243,9 @@ class RedemptionSaga(Saga[Redemption]):
         expected: RedemptionStatus | None = None,
     ) -> Redemption:
         """Cancel a redemption as its member or the publishing partner: a HELD one ends at once,
-        FAILED with nothing debited (:meth:`_withdraw`); a paid, undelivered one is reversed.
+        FAILED with nothing debited (:meth:`_withdraw`); a paid, undelivered one is reversed. A
+        paid lottery entry is in the draw: only its publisher may cancel it
+        (:class:`~exchange.rewards.errors.EntryInTheDraw`).
 
         The row is locked first, so a cancel and a staff review (a guarded update from HELD)
         of one held redemption queue, and exactly one of them ends the hold. ``expected``: the
@@ -267,6 +270,8 @@ class RedemptionSaga(Saga[Redemption]):
                 return redemption
             if redemption.status != RedemptionStatus.COMPLETED:
                 raise NotCancellable(redemption_id, redemption.status, redemption.cancelled_by)
+            if redemption.kind == RewardKind.LOTTERY and by is CancelledBy.MEMBER:
+                raise EntryInTheDraw(redemption_id)
             if archived := await _archived_period_of(session, redemption.ledger_transaction_id):
                 raise ClearingArchived(redemption_id, archived)
             self._start_reversal(redemption, by)

@@ -209,16 +209,18 @@ async def test_a_fault_at_a_cancels_reversal_ends_reversed_once_and_agreeing(
     # A reversal answered as if it had given back one point more than was taken.
     answer = wrong_amount(paid.reverse_debit_operation, "reversal", PRICE + 1) if fault is FaultKind.ANSWER else None
     await exchange.faults(fault, answer=answer)
-    cancelling = await exchange.saga.cancel(paid.id, member_id=exchange.member)
+    # A paid lottery entry is in the draw: its publisher cancels it, not its member.
+    by: dict[str, str] = {"program_id": "formosa-air"} if kind is RewardKind.LOTTERY else {"member_id": exchange.member}
+    cancelling = await exchange.saga.cancel(paid.id, **by)
     assert cancelling.status == RedemptionStatus.REVERSING
-    again = await exchange.saga.cancel(paid.id, member_id=exchange.member)  # the member asks again
+    again = await exchange.saga.cancel(paid.id, **by)  # the same party asks again
     assert again.status == RedemptionStatus.REVERSING
     assert await exchange.recover() == 1
     assert (await exchange.get(paid.id)).status == RedemptionStatus.REVERSED
     await exchange.assert_partner_agrees_with_ledger(0)
     reversals = [op for op in await exchange.sandboxes[PAYING].admin.operations() if op["kind"] == "reversal"]
     assert [op["operation_id"] for op in reversals] == [paid.reverse_debit_operation]
-    assert (await exchange.saga.cancel(paid.id, member_id=exchange.member)).status == RedemptionStatus.REVERSED
+    assert (await exchange.saga.cancel(paid.id, **by)).status == RedemptionStatus.REVERSED
     assert (await exchange.redeem(reward)).status == RedemptionStatus.REVERSED
 
 

@@ -25,7 +25,7 @@ from exchange.connectors.contract import OperationKind
 from exchange.conversions.clearing import conversion_transaction
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.errors import ErrorCode, ExchangeError, IdempotencyConflict
+from exchange.errors import BadUserInput, ErrorCode, ExchangeError, IdempotencyConflict
 from exchange.federation.accounts import Federation, LevelRead
 from exchange.ledger.accounts import ChartOfAccounts
 from exchange.ledger.posting import Ledger
@@ -683,12 +683,29 @@ async def test_a_redemption_paid_with_the_point_and_cancelled_next_month_reconci
     assert await point_in_flight(world) == 0
 
 
+async def test_a_paid_lottery_entry_is_in_the_draw_so_only_its_publisher_cancels_it(world: World) -> None:
+    """Cancelled by its member after the draw, an entry would have cost nothing; the publisher
+    may call the draw off, giving the points back."""
+    lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
+    assert lottery.status == RedemptionStatus.COMPLETED
+    with pytest.raises(BadUserInput) as refused:
+        await world.saga.cancel(lottery.id, member_id=world.alice)
+    assert (refused.value.field, refused.value.details) == ("redemptionId", {"status": "COMPLETED"})
+    assert "an entry in its reward's draw, final for its member once paid" in refused.value.message
+    assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
+    assert world.partners["happy-card"].balances["alice"] == 100_000 - 612, "no points given back"
+
+    cancelled = await world.saga.cancel(lottery.id, program_id="formosa-air")
+    assert (cancelled.status, cancelled.cancelled_by) == (RedemptionStatus.REVERSED, CancelledBy.PUBLISHER)
+    assert world.partners["happy-card"].balances["alice"] == 100_000
+
+
 @pytest.mark.postgres_only
 async def test_a_redemption_that_may_still_be_reversed_keeps_its_month_from_being_archived(pg_db: Database) -> None:
     """Archiving takes a month's clearing out of the ledger, which then cannot post a reversal's
     exact negation: a month waits for its direct rewards to be delivered (or reversed), and a
-    lottery entry of an archived month can no longer be cancelled, saying why, rather than give
-    the points back and leave the ledger unreversed."""
+    lottery entry of an archived month can no longer be cancelled by its publisher, saying why,
+    rather than give the points back and leave the ledger unreversed."""
     world = await make_world(pg_db)
     direct = await world.redeem(await world.reward(), "direct")
     lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
@@ -704,7 +721,7 @@ async def test_a_redemption_that_may_still_be_reversed_keeps_its_month_from_bein
     await settlement.archive("2026-11", export=None)
 
     with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):
-        await world.saga.cancel(lottery.id, member_id=world.alice)
+        await world.saga.cancel(lottery.id, program_id="formosa-air")
     assert (await world.get(lottery.id)).status == RedemptionStatus.COMPLETED
     assert world.partners["happy-card"].balances["alice"] == 100_000 - 2 * 612, "no points given back"
 
@@ -733,9 +750,9 @@ async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits
     pg_db: Database,
 ) -> None:
     """Archiving has read the month's redemptions (a lottery entry does not keep it from being
-    archived) and waits on a reader of the ledger; a cancel of that entry meanwhile waits for
-    the archive to end and is refused, rather than give the points back and then find its
-    clearing gone."""
+    archived) and waits on a reader of the ledger; its publisher's cancel of that entry
+    meanwhile waits for the archive to end and is refused, rather than give the points back and
+    then find its clearing gone."""
     world = await make_world(pg_db)
     lottery = await world.redeem(await world.reward(kind=RewardKind.LOTTERY, id="draw"), "draw")
     settlement = await settlement_on(world.db, world.clock)
@@ -748,7 +765,7 @@ async def test_a_lottery_entry_cancelled_while_its_month_is_being_archived_waits
         await reader.exec(text("SELECT 1 FROM ledger_entry LIMIT 1"))  # type: ignore[call-overload]
         archiving = asyncio.create_task(settlement.archive("2026-11", export=None))
         await waiting_on_a_lock(world.db, 1)
-        cancelling = asyncio.create_task(world.saga.cancel(lottery.id, member_id=world.alice))
+        cancelling = asyncio.create_task(world.saga.cancel(lottery.id, program_id="formosa-air"))
         await waiting_on_a_lock(world.db, 2)
     await archiving
     with pytest.raises(ExchangeError, match="it was paid in period 2026-11, which is settled and archived"):

@@ -268,7 +268,8 @@ class RewardMutations:
         "staff review) ends FAILED at once (`failureCode` CANCELLED): nothing was debited, nothing reaches "
         "the ledger, its stock and the member's count are given back, and the risk decision log records the "
         "cancel. A paid, undelivered one (COMPLETED) is reversed: the points, the ledger entries and the "
-        "stock are given back. Cancelling again as the same party returns it as it stands (REVERSING or "
+        "stock are given back; a paid lottery entry is in the draw, so only its publisher may cancel it (its "
+        "member is refused `BAD_USER_INPUT`, `extensions.status` COMPLETED). Cancelling again as the same party returns it as it stands (REVERSING or "
         "REVERSED once paid), nothing done twice. Any other status, a redemption the other party cancelled "
         "included, is `BAD_USER_INPUT` (`extensions.status`).",
         extensions=[authorize(requires(Scope.MEMBER_WRITE, Scope.PARTNER_WRITE))],
