@@ -41,6 +41,18 @@ class PeriodNotOver(BadUserInput):
         )
 
 
+class NothingToClose(BadUserInput):
+    """A period nothing was ever posted into, before one that closed: it counts as closed
+    already (it has no statements, no positions, nothing to settle)."""
+
+    def __init__(self, period: str, last_closed: str) -> None:
+        super().__init__(
+            f"period {period} counts as closed already: nothing was posted into it, and {last_closed}, after it, "
+            "has closed; there is nothing to close or settle",
+            field="period",
+        )
+
+
 class PeriodNotClosed(ExchangeError):
     """The operation needs a period closed first: this one, or an earlier one."""
 

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.ledger.chain import SHARDS, lock_all_shards, record_last_closed
-from exchange.ledger.errors import InvalidPeriod, PeriodNotClosed, PeriodNotOver
+from exchange.ledger.errors import InvalidPeriod, NothingToClose, PeriodNotClosed, PeriodNotOver
 from exchange.ledger.hashing import anchor_digest, anchor_heads
 from exchange.ledger.models import (
     GENESIS_HASH,
@@ -164,6 +164,13 @@ async def _first_unclosed_before(session: AsyncSession, period: str, last_closed
     return min((found for found in (closing, active) if found is not None), default=None)
 
 
+def refuse_if_nothing_to_close(period: str, row: SettlementPeriod | None, last_closed: str | None) -> None:
+    """Raises :class:`~exchange.ledger.errors.NothingToClose` for ``period`` (its ``row``, if
+    any) if nothing was ever posted into it and ``last_closed``, after it, has closed."""
+    if row is None and last_closed is not None and period < last_closed:
+        raise NothingToClose(period, last_closed)
+
+
 async def start_closing(
     session: AsyncSession, calendar: SettlementCalendar, period: str, *, by: str, now: datetime
 ) -> SettlementPeriod:
@@ -173,7 +180,9 @@ async def start_closing(
     A period closes once it is over, and after every earlier period with postings has closed.
     Once this unit of work commits, every posting sees the period as closed and goes to a
     later one; a posting that holds a shard now commits first. A period already closing or
-    closed is returned as it is.
+    closed is returned as it is. One without a row before the last closed period was never
+    posted into and reads CLOSED (:func:`period_status`): closing it is refused
+    (:class:`~exchange.ledger.errors.NothingToClose`), rather than issue statements of nothing.
     """
     head = (await lock_all_shards(session))[0]
     row = await session.get(SettlementPeriod, period, with_for_update=True)
@@ -181,15 +190,15 @@ async def start_closing(
         return row
     if now < calendar.ends_at(period):
         raise PeriodNotOver(period, calendar.ends_at(period))
+    refuse_if_nothing_to_close(period, row, head.last_closed)
     earlier = await _first_unclosed_before(session, period, head.last_closed)
     if earlier is not None:
         raise PeriodNotClosed(f"period {earlier} has postings and is not closed: close it first", period=earlier)
     row = SettlementPeriod(period=period, status=PeriodStatus.CLOSING, closing_started_at=now, closed_by=by)
     session.add(row)
     await session.flush()
-    if head.last_closed is None or period > head.last_closed:  # an earlier period never posted into may close late
-        await record_last_closed(session, period)
-        await _anchor(session, period)
+    await record_last_closed(session, period)
+    await _anchor(session, period)
     return row
 
 

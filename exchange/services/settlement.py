@@ -26,8 +26,14 @@ from exchange.db.database import Database
 from exchange.db.paging import Page
 from exchange.errors import ExchangeError
 from exchange.ledger.errors import PeriodNotOver
+from exchange.ledger.models import SettlementPeriod
 from exchange.ledger.partitions import ensure_partitions
-from exchange.ledger.periods import PeriodStatus, SettlementCalendar
+from exchange.ledger.periods import (
+    PeriodStatus,
+    SettlementCalendar,
+    last_closed_period,
+    refuse_if_nothing_to_close,
+)
 from exchange.ledger.posting import Ledger
 from exchange.ledger.verify import Verification, verify_ledger
 from exchange.money import Currency
@@ -275,13 +281,16 @@ class SettlementService:
 
     async def request_close(self, period: str, *, by: str) -> SettlementJob:
         """Queue closing ``period`` for the gateway's job runner (see ``settlement.jobs``), or
-        return the job already queued or running for it. A period that is not over is refused
-        now; what only closing can find out (an earlier period still open) fails the job."""
+        return the job already queued or running for it. A period that is not over, or that
+        counts as closed without closing, is refused now; what only closing can find out (an
+        earlier period still open) fails the job."""
         period = self.calendar.parse(period)
         now = self.clock.now()
         if now < self.calendar.ends_at(period):
             raise PeriodNotOver(period, self.calendar.ends_at(period))
         async with self.db.transaction() as session:
+            row = await session.get(SettlementPeriod, period)
+            refuse_if_nothing_to_close(period, row, await last_closed_period(session))
             return await jobs.enqueue_close(session, period, by=by, now=now)
 
     async def job(self, job_id: str) -> SettlementJob:

@@ -337,6 +337,11 @@ RULES: tuple[FieldRule, ...] = (
     FieldRule("PERIOD_MONTHS", "periods are {months} months long and start in months {starts}; {got} does not"),
     FieldRule("PERIOD_NOT_OVER", "period {period} is not over: it ends at {ends_at}; close it after then"),
     FieldRule("EARLIER_NOT_CLOSED", "period {period} has postings and is not closed: close it first"),
+    FieldRule(
+        "NOTHING_TO_CLOSE",
+        "period {period} counts as closed already: nothing was posted into it, and {after}, after it, has closed; "
+        "there is nothing to close or settle",
+    ),
     FieldRule("PERIOD_NOT_CLOSED", "period {period} is not closed: {why}"),
     FieldRule("REASON", "give the reason, in {least} to {most} characters"),
     FieldRule("SELECTED_BREAKS", "name {least} to {most} breaks; select more by filters"),

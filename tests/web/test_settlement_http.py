@@ -54,6 +54,13 @@ def test_staff_close_reconcile_resolve_in_bulk_and_sign_off(settling: tuple[Gate
     gateway, month = settling
     with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
         close_from_console(client, month)
+        # A month before it, nothing posted into it, counts as closed: closing it is refused at once.
+        nothing = client.post(
+            "/console/settlement/close",
+            data={"csrf_token": form_token(client, "/console/settlement/"), "period": "2001-01"},
+            headers={"accept-language": "zh-TW"},
+        )
+        assert nothing.status_code == 400 and "2001-01 期間已視同結算：此期間沒有任何入帳" in nothing.text
         token = form_token(client, "/console/settlement/")
 
         picture = client.get(f"/console/settlement/{month}").text

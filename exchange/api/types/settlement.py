@@ -330,7 +330,10 @@ class SettlementPeriod:
     closing_started_at: datetime | None = strawberry.field(
         description="When closing started (`closePeriod`); null while OPEN."
     )
-    closed_at: datetime | None = strawberry.field(description="When it closed; null until CLOSED.")
+    closed_at: datetime | None = strawberry.field(
+        description="When it closed; null until CLOSED, and for a period nothing was posted into "
+        "before one that closed, which counts as CLOSED without closing."
+    )
     archived_at: datetime | None = strawberry.field(
         description="When it was archived (`exchange ledger archive`, once every partner signed it off): its "
         "ledger lines left the ledger, its figures and statements stay as issued, and nothing of it changes "

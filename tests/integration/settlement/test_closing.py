@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from exchange.errors import ErrorCode
-from exchange.ledger.errors import PeriodNotClosed, PeriodNotOver
+from exchange.ledger.errors import NothingToClose, PeriodNotClosed, PeriodNotOver
 from exchange.ledger.models import LedgerTransaction
 from exchange.ledger.periods import PeriodStatus, start_closing
 from exchange.ledger.posting import Leg, TransactionRequest
@@ -176,6 +176,15 @@ async def test_earlier_periods_without_postings_need_no_closing_and_count_as_clo
     empty = await settlement.period("2026-09")
     assert (empty.status, list(empty.positions)) == (PeriodStatus.CLOSED, [])
     assert (await settlement.period("2027-01")).status is PeriodStatus.OPEN
+    # Closing it anyway is refused: it has nothing to net, state or settle.
+    with pytest.raises(NothingToClose) as refused:
+        await settlement.close("2026-09", by="staff")
+    assert (refused.value.field, refused.value.message) == (
+        "period",
+        "period 2026-09 counts as closed already: nothing was posted into it, and 2026-11, after it, has closed; "
+        "there is nothing to close or settle",
+    )
+    assert (await settlement.period("2026-09")).row is None, "no period row, no statements"
 
 
 async def test_a_period_left_closing_is_finished_by_closing_it_again(
