@@ -1491,7 +1491,9 @@ def people_create(username: str, role: str, program_id: str | None, totp: bool) 
 
     With --totp they also need a code from an authenticator app: the command prints the
     secret's otpauth:// URI once, to be turned into a QR code or typed into the app.
+    Everything but the password is checked before the password is asked for.
     """
+    with_services(lambda services: services.people.check_new(username=username, role=Role(role), program_id=program_id))
     password = _read_password()
     created = with_services(
         lambda services: services.people.create(

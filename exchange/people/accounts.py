@@ -49,17 +49,10 @@ def check_password(password: str) -> None:
         )
 
 
-async def add_person(
-    session: AsyncSession,
-    *,
-    username: str,
-    role: Role,
-    program_id: str | None,
-    password_hash: str,
-    encrypted_totp_secret: str | None,
-    now: datetime,
-) -> Person:
-    """A new person; a partner's staff member (and only they) names an existing program."""
+async def check_new_person(session: AsyncSession, *, username: str, role: Role, program_id: str | None) -> None:
+    """Refuses a new person whose role cannot sign in to the consoles, whose program does not go
+    with the role (a partner's staff member, and only they, names an existing program), or whose
+    (normalized) ``username`` is taken: all that :func:`add_person` checks but the password."""
     if role not in PERSON_ROLES:
         raise BadUserInput(
             f"a person's role is one of {', '.join(PERSON_ROLES)}; members sign in through their partner",
@@ -77,6 +70,20 @@ async def add_person(
         await programs.get_program(session, program_id, field="partner")
     if await session.get(Person, username) is not None:
         raise BadUserInput(f"there is already a person named {username!r}", field="username")
+
+
+async def add_person(
+    session: AsyncSession,
+    *,
+    username: str,
+    role: Role,
+    program_id: str | None,
+    password_hash: str,
+    encrypted_totp_secret: str | None,
+    now: datetime,
+) -> Person:
+    """A new person (:func:`check_new_person`)."""
+    await check_new_person(session, username=username, role=role, program_id=program_id)
     person = Person(
         username=username,
         role=role.value,

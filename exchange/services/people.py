@@ -21,7 +21,14 @@ from exchange.auth.scopes import Role, Scope
 from exchange.clock import Clock
 from exchange.db.database import Database
 from exchange.people import totp
-from exchange.people.accounts import PASSWORD_MAX_LENGTH, add_person, check_password, check_username, normalize_username
+from exchange.people.accounts import (
+    PASSWORD_MAX_LENGTH,
+    add_person,
+    check_new_person,
+    check_password,
+    check_username,
+    normalize_username,
+)
 from exchange.people.models import Person
 from exchange.people.sessions import SessionTimeouts, close_session, live_session, open_session, principal_for
 from exchange.settings import Settings
@@ -154,6 +161,12 @@ class PeopleService:
                 now=self._clock.now(),
             )
         return NewPerson(person=person, totp_uri=totp.provisioning_uri(secret, username) if secret else None)
+
+    async def check_new(self, *, username: str, role: Role, program_id: str | None = None) -> None:
+        """Refuses what :meth:`create` would refuse but the password, so that a command can say
+        so before it asks for one (the checks run again when it creates the person)."""
+        async with self._db.transaction() as session:
+            await check_new_person(session, username=check_username(username), role=role, program_id=program_id)
 
     async def person(self, username: str) -> Person | None:
         """The person signing in as ``username`` (typed as people type it), if there is one."""

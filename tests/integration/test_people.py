@@ -340,6 +340,13 @@ def test_the_cli_creates_people_with_the_password_from_standard_input(pg_databas
         2,
         "Error: no password was read: standard input was empty (pipe the password in as its first line)\n",
     )
+    # Everything but the password is refused before the password is asked for (typed twice, at a terminal).
+    for argv, says in (
+        (("--username", "ned", "--role", "partner"), "a partner's staff member works for one program: name it"),
+        (("--username", "MIA", "--role", "admin"), "there is already a person named 'mia'"),
+    ):
+        refused = exchange_command("people", "create", *argv, stdin="", database_url=pg_database_url)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
     on_argv = exchange_command(
         "people", "create", "--username", "ned", "--role", "admin", "--password", PASSWORD,
         stdin="", database_url=pg_database_url,
