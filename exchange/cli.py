@@ -751,11 +751,12 @@ def settle_close(previous: bool, period: str | None) -> None:
             f"cut while issuing them: {', '.join(map(_statement_of, report.issued_now))}"
         )
     code = report.currency.code
-    headings = (f"{name} ({code})" for name in ("opening", "payable", "receivable", "net", "closing"))
+    # In the consoles' and the statements' order: receivable, payable, net.
+    headings = (f"{name} ({code})" for name in ("opening", "receivable", "payable", "net", "closing"))
     click.echo(f"{'participant':<20} " + " ".join(f"{heading:>16}" for heading in headings))
     for p in report.positions:
         click.echo(
-            f"{p.participant:<20} {money(p.opening):>16} {money(p.payable):>16} {money(p.receivable):>16} "
+            f"{p.participant:<20} {money(p.opening):>16} {money(p.receivable):>16} {money(p.payable):>16} "
             f"{money(p.net):>16} {money(p.opening + p.net):>16}"
         )
     click.echo(f"net positions sum to {money(sum(p.net for p in report.positions))} {report.currency.code}")

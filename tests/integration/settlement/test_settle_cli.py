@@ -74,8 +74,12 @@ async def test_close_prints_positions_and_the_saving_and_is_repeatable(october: 
     lines = closed.stdout.splitlines()
     assert lines[0] == "period 2026-10: CLOSED"
     assert " ".join(lines[1].split()) == (
-        "participant opening (TWD) payable (TWD) receivable (TWD) net (TWD) closing (TWD)"
-    ), "amounts name their currency"
+        "participant opening (TWD) receivable (TWD) payable (TWD) net (TWD) closing (TWD)"
+    ), "amounts name their currency, in the consoles' order"
+    assert all(
+        Decimal(receivable) - Decimal(payable) == Decimal(net)
+        for _, _, receivable, payable, net, _ in (line.split() for line in lines[2:6])
+    ), "receivable less payable is the net"
     assert [line.split()[0::5] for line in lines[2:6]] == [
         ["EXCHANGE", "2.00"],
         ["formosa-air", "15.00"],
