@@ -563,7 +563,9 @@ def pending(program: str | None, first: int) -> None:
 @main.command()
 @click.option("--partner", "program", cls=RenamedOption, help="Only the steps that ask this partner (program id).")
 @old_name("--program", "--partner", "program")
-@click.option("--first", type=FIRST, default=50, show_default=True, help="How many, longest failing first.")
+@click.option(
+    "--first", type=FIRST, default=50, show_default=True, help="How many, the oldest first (by when each was made)."
+)
 @reports_errors
 def retrying(program: str | None, first: int) -> None:
     """List the conversions, redemptions and status matches a partner keeps failing.
@@ -1053,8 +1055,9 @@ def _statement_of(participant: str) -> str:
 @reports_errors
 def books(as_csv: bool, partner: str, period: str) -> None:
     """Print PARTNER's books of PERIOD (YYYY-MM; an open period's so far): points issued, taken
-    back and outstanding with their value, the money behind them, the cost per point and the
-    issue budget's use. Like every read of the books, it records and logs, once, a budget alert
+    back and outstanding with their value, the money behind them, the cost per point, the issue
+    budget's use and its side of the coalition point (funded, spent with it, outstanding,
+    breakage and its estimate). Like every read of the books, it records and logs, once, a budget alert
     level newly crossed."""
     from exchange.books.report import csv_lines
 
