@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_time as babel_format_time
-from babel.dates import get_datetime_format, get_timezone_name
+from babel.dates import get_date_format, get_datetime_format, get_timezone_name
 from babel.numbers import format_currency, format_decimal, get_currency_symbol
 
 from exchange.money import Currency
@@ -106,8 +106,20 @@ def format_moment(moment: datetime, zone: ZoneInfo, locale: Locale, form: Form =
         str(get_datetime_format(form, locale=locale))
         .replace("'", "")
         .replace("{0}", babel_format_time(local, "short", locale=locale))
-        .replace("{1}", babel_format_date(local.date(), form, locale=locale))
+        .replace("{1}", _date(local.date(), form, locale))
     )
+
+
+#: A short date in the order every reader reads alike (ISO 8601's), for a language whose own
+#: short date does not put the year first: CLDR's English one, ``11/3/26``, is 11 March to most
+#: of the world, and the exchange's readers are in Taipei, Europe and elsewhere.
+YEAR_FIRST = "yyyy-MM-dd"
+
+
+def _date(day: date, form: Form, locale: Locale) -> str:
+    if form == "short" and not str(get_date_format("short", locale=locale).pattern).startswith("y"):
+        return babel_format_date(day, YEAR_FIRST, locale=locale)
+    return babel_format_date(day, form, locale=locale)
 
 
 def format_zone(zone: ZoneInfo, locale: Locale) -> str:
