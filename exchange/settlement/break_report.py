@@ -92,6 +92,17 @@ NEXT_STEPS = {
         "Resolved by settlement staff, the ledger's figure standing: bring your own books in line with "
         "the statement's amount for this reference; nothing is posted."
     ),
+    #: The same, of a line the ledger does not have in the period: the statement has no amount of
+    #: it to follow, so the line leaves the partner's records of the period.
+    "RESOLVED_NOT_IN_LEDGER": N_(
+        "Resolved by settlement staff, the ledger's figure standing: the statement has no item of this "
+        "reference in this period, so remove the line from your records of the period; nothing is posted."
+    ),
+    #: The same, of a line the partner's file repeats: the repeat leaves its records.
+    "RESOLVED_DUPLICATE": N_(
+        "Resolved by settlement staff, the ledger's figure standing: remove the repeated line from your "
+        "records, the first one standing for the reference; nothing is posted."
+    ),
     #: A break resolved by an adjustment (``NextStep.reference``): the adjustment is a new item
     #: of the next open period, which the partner's records of that period must list.
     "ADJUSTED": N_(
@@ -169,18 +180,29 @@ class NextStep:
         return self.pattern % self.fields
 
 
+#: The step of a partner's break resolved by letting the ledger stand, by its class where the
+#: statement has no amount of the reference to follow (:data:`NEXT_STEPS`).
+_LEDGER_STANDS = {
+    BreakKind.MISSING_IN_LEDGER.value: "RESOLVED_NOT_IN_LEDGER",
+    BreakKind.DUPLICATE.value: "RESOLVED_DUPLICATE",
+}
+
+
 def next_step(
     kind: str, resolution: BreakResolution | None, periods: Sequence[str] = (), *, book: bool = False
 ) -> NextStep:
     """What to do next about a break: once resolved by letting the ledger stand, to bring the
-    partner's own books in line with the statement, and once adjusted, to list the adjustment in
+    partner's own books in line with the statement (or, for a line the ledger lacks or a line
+    repeated, to remove it from them), and once adjusted, to list the adjustment in
     the next period's records; for a line the ledger has in other ``periods``, to move it to
     their records; ``book``: of the coalition point's records (:attr:`NextStep.book`)."""
     if resolution is not None and resolution.resolution == Resolution.ADJUST:
         reference = adjustment_reference(resolution.break_id)
         return NextStep("ADJUSTED", reference=reference, by=resolution.resolved_by, book=book)
     if resolution is not None:
-        return NextStep("RESOLVED", by=resolution.resolved_by, book=book)
+        return NextStep(
+            _LEDGER_STANDS.get(kind, "RESOLVED") if not book else "RESOLVED", by=resolution.resolved_by, book=book
+        )
     if kind == BreakKind.MISSING_IN_LEDGER and periods:
         return NextStep("IN_OTHER_PERIODS", tuple(periods), book=book)
     return NextStep(BreakKind(kind).value, book=book)

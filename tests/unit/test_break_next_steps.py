@@ -54,10 +54,30 @@ def test_a_break_whose_ledger_figure_stands_asks_the_partners_books_to_follow_th
 
 
 @pytest.mark.parametrize(
+    ("kind", "says", "chinese"),
+    [
+        (BreakKind.MISSING_IN_LEDGER, "the statement has no item of this reference in this period, so remove", "刪除"),
+        (BreakKind.DUPLICATE, "remove the repeated line from your records", "重複的那一行"),
+    ],
+)
+def test_a_line_the_statement_lacks_or_repeats_is_removed_from_the_partners_books_once_the_ledger_stands(
+    kind: BreakKind, says: str, chinese: str
+) -> None:
+    """The statement has no amount of such a line to follow ("bring your own books in line with
+    the statement's amount" had the partner look for one)."""
+    step = next_step(kind, resolved(Resolution.ACCEPT_LEDGER))
+    assert says in step.english and "the statement's amount" not in step.english
+    assert chinese in on_a_page(step, TRADITIONAL_CHINESE)
+    assert next_step(kind, resolved(Resolution.ACCEPT_LEDGER), book=True).key == "RESOLVED"  # staff's own words
+
+
+@pytest.mark.parametrize(
     "step",
     [
         NextStep("ADJUSTED", reference="break:3"),
         NextStep("RESOLVED"),
+        NextStep("RESOLVED_NOT_IN_LEDGER"),
+        NextStep("RESOLVED_DUPLICATE"),
         NextStep("IN_OTHER_PERIODS", ("2026-12",)),
         *(NextStep(kind.value) for kind in BreakKind if kind != BreakKind.MATCHED),
         NextStep("ADJUSTED", reference="break:3", by="console:mei", book=True),
