@@ -257,10 +257,11 @@ def test_a_settled_periods_statement_and_reconciliation_fit_a_phone(
         for path in (f"{PARTNER}/statements/{period}", f"{PARTNER}/statements/{period}/reconciliation"):
             page.goto(path)
             tables = page.evaluate(
-                "[...document.querySelectorAll('.partner-table-wrap')].map(t => t.scrollWidth - t.clientWidth)"
+                "[...document.querySelectorAll('.partner-table-wrap, .table-wrap')]"
+                ".map(t => t.scrollWidth - t.clientWidth)"
             )
             assert tables and all(hidden <= 0 for hidden in tables), f"a table of {path} scrolls sideways: {tables}"
-            broken = page.evaluate(BROKEN_WORDS, ".partner-table")
+            broken = [word for table in (".partner-table", ".table") for word in page.evaluate(BROKEN_WORDS, table)]
             assert not broken, f"a table of {path} breaks words: {broken}"
             screenshot(page, path.rsplit("/", 1)[1])
     finally:

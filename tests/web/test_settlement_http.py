@@ -247,6 +247,15 @@ def test_every_participants_figures_cross_foot_across_both_consoles_the_statemen
             }
             assert {name: figures[name]["amount"] for name in ("payable", "receivable", "net")} == totals, who
             assert {row["currency"] for row in figures.values()} == {document["currency"]} == {"TWD"}
+            # The statement page shows its totals by counterparty, as the document carries them.
+            statement = client.get(f"/console/settlement/{month}/statements/{who}").text
+            by_counterparty = statement.split('id="counterparties-heading"')[1].split("<tbody>")[1].split("</table>")[0]
+            numbers = [cell.split(">", 1)[1].split("<")[0] for cell in by_counterparty.split('class="number"')[1:]]
+            assert numbers == [
+                shown(each[figure])
+                for each in document["counterparties"]
+                for figure in ("receivable", "payable", "net")
+            ], who
             documents[who] = document
         assert sorted(documents) == ["EXCHANGE", "formosa-air", "fresh-mart", "tune-stream", "wallet-pay"]
         assert sum(Decimal(document["totals"]["net"]) for document in documents.values()) == 0
