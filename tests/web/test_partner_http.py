@@ -190,8 +190,8 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
 @pytest.mark.parametrize(
     ("headers", "capped", "bonuses"),
     [
-        ({}, "Cut to stay within the value of the points in", "step 0, promotions 0, tier 5"),
-        (CHINESE, "為不超過轉出點數的價值而扣除", "階梯 0、促銷 0、等級 5"),
+        ({}, "Cut from a bonus of 12 Miles, to stay within the value of the points in", "step 0, promotions 0, tier 5"),
+        (CHINESE, "為不超過轉出點數的價值，自 12 ", "階梯 0、促銷 0、等級 5"),
     ],
 )
 def test_the_preview_names_the_points_the_value_cap_cut(
@@ -209,7 +209,7 @@ def test_the_preview_names_the_points_the_value_cap_cut(
 
     diamond = preview(4)
     assert "<dd><strong>250 " in diamond and bonuses in diamond
-    assert f'<dt>{capped}</dt><dd id="value-cap">−7 ' in diamond
+    assert f"<dt>{capped}" in diamond and '</dt><dd id="value-cap">−7 ' in diamond
     base = preview(0)
     assert "<dd><strong>245 " in base and capped not in base and 'id="value-cap"' not in base
 

@@ -331,8 +331,8 @@ def test_a_quote_converted_from_its_page_rendered_again_leads_to_its_conversion_
 @pytest.mark.parametrize(
     ("language", "capped", "included"),
     [
-        ("en", "Cut to stay within the value of the points in", "Bonus included"),
-        ("zh-TW", "為不超過轉出點數的價值而扣除", "已含加碼"),
+        ("en", "Cut from a bonus of 12 Miles, to stay within the value of the points in", "Bonus included"),
+        ("zh-TW", "為不超過轉出點數的價值，自 12 ", "已含加碼"),
     ],
 )
 def test_a_quote_shows_the_points_the_value_cap_cut_only_when_it_cut_some(
@@ -340,7 +340,8 @@ def test_a_quote_shows_the_points_the_value_cap_cut_only_when_it_cut_some(
 ) -> None:
     """A Diamond member's 5% tier bonus on 245 miles (12) would make 1,000 FreshMart points
     (100.00) pay 257 miles, worth 102.80: the quote pays the 250 they are worth, a bonus of 5,
-    and names the 7 cut. A member at the base tier gets no bonus and sees no such line."""
+    and names the 7 cut from the bonus of 12 (so that the lines add up: 12 less 7 is the 5
+    included). A member at the base tier gets no bonus and sees no such line."""
     language_header = {"accept-language": language}
     linked_member(portal_gateway, client, also_sign_in=False, air_tier="Diamond")
     page = html.unescape(
@@ -348,7 +349,7 @@ def test_a_quote_shows_the_points_the_value_cap_cut_only_when_it_cut_some(
     )
     assert 'id="points-out">250 ' in page
     assert f"<dt>{included}</dt><dd>5 " in page, "the tier bonus left after the cut"
-    assert f'<dt>{capped}</dt><dd id="value-cap">−7 ' in page
+    assert f"<dt>{capped}" in page and '</dt><dd id="value-cap">−7 ' in page
     with portal_gateway.gateway.client() as other:
         linked_member(portal_gateway, other, also_sign_in=False)
         uncut = other.get(ask_quote(other, "fresh-mart", "formosa-air", 1_000), headers=language_header).text
