@@ -184,6 +184,11 @@ def test_the_preview_prices_without_storing_a_quote(gateway: Gateway, air_client
     whole = air_client.get(f"{PARTNER}/rates/preview", params={"fromProgram": "harbor-bank", "points": "x"})
     assert "<html" in whole.text and "whole number" in whole.text, "without htmx, a whole page"
     assert whole.status_code == 422 and too_few.status_code == 200, "htmx swaps in only a 2xx answer"
+    # The rule of the points a conversion moves, not the range of the column an integer is kept in.
+    for points in ("x", "0", "-5", "99999999999"):
+        refused = air_client.get(f"{PARTNER}/rates/preview", params={"fromProgram": "harbor-bank", "points": points})
+        assert "must be a whole number from 1 to 1,000,000,000" in html.unescape(refused.text), points
+        assert "2,147,483,647" not in refused.text, points
     assert run_async(quotes) == before
 
 

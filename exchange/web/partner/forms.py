@@ -108,21 +108,20 @@ class FormValues:
         assert value is not None
         return value
 
-    def integer(self, name: str) -> int | None:
-        """A whole number as GraphQL's ``Int`` takes it (32 bits: the columns such numbers are
-        stored in hold no more)."""
+    def integer(self, name: str, *, least: int = -MAX_INTEGER - 1, most: int = MAX_INTEGER) -> int | None:
+        """A whole number from ``least`` to ``most``: by default, any GraphQL's ``Int`` takes (32
+        bits: the columns such numbers are stored in hold no more); a field with a narrower rule
+        names it, so that a refusal states the field's own range, not the column's."""
         value = self.text(name)
         if value is None:
             return None
         number = whole_number(value, signed=True)
-        if number is None or not -MAX_INTEGER - 1 <= number <= MAX_INTEGER:
-            raise BadUserInput(
-                f"{name} must be a whole number from {-MAX_INTEGER - 1:,} to {MAX_INTEGER:,}, got {value!r}", field=name
-            )
+        if number is None or not least <= number <= most:
+            raise BadUserInput(f"{name} must be a whole number from {least:,} to {most:,}, got {value!r}", field=name)
         return number
 
-    def required_integer(self, name: str) -> int:
-        value = self.integer(name)
+    def required_integer(self, name: str, *, least: int = -MAX_INTEGER - 1, most: int = MAX_INTEGER) -> int:
+        value = self.integer(name, least=least, most=most)
         if value is None:
             raise BadUserInput(f"{name} is required", field=name)
         return value

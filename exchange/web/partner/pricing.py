@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from exchange.errors import BadUserInput, ExchangeError, NotFound
+from exchange.pricing.limits import MAX_POINTS
 from exchange.pricing.models import RateVersion
 from exchange.pricing.promotions import PromotionTerms
 from exchange.pricing.rates import Origin, RateTerms
@@ -187,7 +188,9 @@ class PricingPages:
         try:
             source = source_program(values, catalog, own)
             level = values.integer("memberLevel") or 0
-            priced = await self.pricing.preview(source, own, values.required_integer("points"), member_level=level)
+            priced = await self.pricing.preview(
+                source, own, values.required_integer("points", least=1, most=MAX_POINTS), member_level=level
+            )
         except ExchangeError as error:
             problems.add(error)
         context = {"priced": priced, "problems": problems, "currency": catalog.currency, "programs": catalog.programs}
