@@ -87,6 +87,12 @@ class SettlementCalendar:
     def previous(self, period: str) -> str:
         return self._shift(period, -self.months)
 
+    def within_years(self, period: str) -> str | None:
+        """``period`` if it falls in the years a period may (:meth:`parse` takes it), else
+        ``None``: what a page links to as the period before or after another, where the
+        calendar ends (:meth:`next` of ``8999-12`` is ``9000-01``, which no page shows)."""
+        return period if FIRST_YEAR <= int(period[:4]) <= LAST_YEAR else None
+
     def latest_over(self, moment: datetime) -> str:
         """The last period that is over at ``moment``: the one before the period it falls in."""
         return self.previous(self.period_of(moment))

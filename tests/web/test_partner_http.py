@@ -649,6 +649,15 @@ def test_the_books_page_shows_the_partners_own_figures_and_downloads_them_as_csv
         assert exported.headers["content-type"].startswith("text/csv")
         assert f"formosa-air,{period},converted_out,3000,1200.00,TWD" in exported.text.splitlines()
         assert client.get(f"{PARTNER}/books/2026-13").status_code == 404
+        # At either end of the calendar (the years 1970 to 8999), no link leads past it.
+        for first_or_last, beyond, kept in (
+            ("1970-01", "1969-12", f'href="{PARTNER}/books/1970-02"'),
+            ("8999-12", "9000-01", f'href="{PARTNER}/books/8999-11"'),
+        ):
+            ends = client.get(f"{PARTNER}/books/{first_or_last}").text
+            links = re.findall(rf'href="({PARTNER}/books/[^"]+)"', ends)
+            assert kept in ends and not any(beyond in link for link in links), links
+            assert all(client.get(html.unescape(link)).status_code == 200 for link in links), links
     with signed_in(gateway, gateway.person(Role.PARTNER, "wallet-pay")) as client:
         theirs = client.get(f"{PARTNER}/books/{period}/books.csv").text
         assert theirs.splitlines()[1].startswith(f"wallet-pay,{period},"), "the address names no partner: its own"

@@ -48,8 +48,9 @@ class BooksPages:
             {
                 "books": books,
                 "currency": books.currency,
-                "previous": calendar.previous(books.period),
-                "next": calendar.next(books.period),
+                # None past either end of the calendar: no link to a page that is not there.
+                "previous": calendar.within_years(calendar.previous(books.period)),
+                "next": calendar.within_years(calendar.next(books.period)),
                 # A later period's figures are today's (its forecast): the page says so.
                 "not_begun": books.period > self.books.current_period(),
             },
