@@ -29,7 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import Clock
 from exchange.db import dialects
 from exchange.db.database import Database
-from exchange.errors import BadUserInput
 from exchange.idempotency import claiming, keyed, record_once, same_request
 from exchange.keyring.crypto import decrypt_with_secret, encrypt_with_secret
 from exchange.members.authority import (
@@ -42,7 +41,7 @@ from exchange.members.authority import (
 )
 from exchange.members.models import DebitConsent, LinkedAccount
 from exchange.members.service import AccountNotLinked
-from exchange.pricing.limits import MAX_POINTS
+from exchange.pricing.limits import check_points
 from exchange.programs import service as programs
 from exchange.settings import Settings
 
@@ -106,8 +105,7 @@ class DebitConsents:
         used, expired or revoked pays for nothing more), nothing given now; ``IdempotencyConflict``
         if given for another. An unused consent forgotten a day after it expired frees its key."""
         require_own_assertion(asserted_by, program, field=field)
-        if not 0 < points <= MAX_POINTS:
-            raise BadUserInput(f"points must be from 1 to {MAX_POINTS:,}, got {points:,}", field="points")
+        check_points(points)
         now = self.clock.now()
         secret = secrets.token_urlsafe(SECRET_BYTES)
         consent = DebitConsent(

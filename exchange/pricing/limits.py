@@ -21,6 +21,7 @@ from sqlalchemy import BigInteger, String, TextClause, bindparam, case, text, up
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.errors import BadUserInput
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
 from exchange.programs.models import Program
@@ -38,6 +39,18 @@ MAX_POINTS = 1_000_000_000
 BELOW_MINIMUM = "at least {points:point} must be converted"
 NOT_AN_INCREMENT = "points must be a multiple of {points}"
 CAP_EXCEEDED = "{name} of {limit} would be exceeded: {remaining} left, {amount} asked"
+
+
+#: How many points one conversion may move, whatever the pair (:func:`check_points`):
+#: ``points``, :data:`MAX_POINTS`, and ``got``, the points asked, each with thousands commas;
+#: a page says it in the reader's language by its key ``POINTS_RANGE``.
+POINTS_RANGE = "points must be from 1 to {points}, got {got}"
+
+
+def check_points(points: int) -> None:
+    """Refuse an amount of points out of range: at least 1, at most :data:`MAX_POINTS`."""
+    if not 0 < points <= MAX_POINTS:
+        raise BadUserInput(POINTS_RANGE.format(points=f"{MAX_POINTS:,}", got=f"{points:,}"), field="points")
 
 
 #: How the points a person types must be written (the portal's convert form): as a page says

@@ -85,10 +85,7 @@ def chain_caps(chain: Chain, member_id: str, at: datetime, timezone: ZoneInfo) -
 
 def check_request(points: int, source: str, target: str) -> None:
     """What a quote request must be, whatever the programs: a sane amount, two programs."""
-    if points <= 0:
-        raise BadUserInput(f"points must be positive, got {points}", field="points")
-    if points > limits.MAX_POINTS:
-        raise BadUserInput(f"points must be at most {limits.MAX_POINTS:,}, got {points:,}", field="points")
+    limits.check_points(points)
     if source == target:
         raise BadUserInput("a program cannot be converted into itself", field="toProgram")
 

@@ -64,6 +64,7 @@ FAILURES = (
     reasons.Reason("BELOW_MINIMUM", limits.BELOW_MINIMUM),
     reasons.Reason("NOT_AN_INCREMENT", limits.NOT_AN_INCREMENT),
     reasons.Reason("NOT_WHOLE_POINTS", limits.NOT_WHOLE_POINTS),
+    reasons.Reason("POINTS_RANGE", limits.POINTS_RANGE),
     reasons.Reason("CAP_EXCEEDED", limits.CAP_EXCEEDED),
     reasons.Reason("NOT_CONFIRMED", link_attempts.NOT_CONFIRMED),
     reasons.Reason("NOT_A_CURSOR", NOT_A_CURSOR),

@@ -74,6 +74,14 @@ def test_a_gates_refusal_is_read_back_into_its_reason_with_the_programs_name() -
     }
 
 
+@pytest.mark.parametrize("points", [0, -5, limits.MAX_POINTS + 1, 99_999_999_999])
+def test_points_out_of_range_are_read_back_into_the_range_with_its_most(points: int) -> None:
+    with pytest.raises(BadUserInput) as refused:
+        limits.check_points(points)
+    said = Refusal.of(refused.value, PROGRAMS).said
+    assert (said.key, said.values["points"]) == ("POINTS_RANGE", limits.MAX_POINTS)
+
+
 def test_any_other_text_of_the_exchange_stays_as_written_and_is_not_a_persons_words() -> None:
     said = Refusal.of(BadUserInput("points must be a whole number", field="points"), PROGRAMS).said
     assert said == Said("points must be a whole number")

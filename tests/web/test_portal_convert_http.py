@@ -605,6 +605,20 @@ def test_points_out_of_range_are_refused_naming_the_range_and_kept_in_the_form(
     # Said in Chinese, not the exchange's English quoted as English.
     assert "請以數字寫出整數點數，例如 1000 或 1,000，範圍為 1 至 1,000,000,000 點。" in chinese.text
     assert 'lang="en"' not in chinese.text.split('id="problem"')[1].split("</div>")[0]
+    # A whole number out of the range is refused by the exchange's own check, said as plainly.
+    for points, language, said in (
+        ("99999999999", "en", "Points are converted from 1 to 1,000,000,000 at a time."),
+        ("0", "en", "Points are converted from 1 to 1,000,000,000 at a time."),
+        ("99999999999", "zh-TW", "每次可轉換 1 至 1,000,000,000 點。"),
+    ):
+        refused = client.post(
+            "/portal/convert",
+            headers={"accept-language": language},
+            data={**form, "points": points, "csrf_token": csrf_token(client, "/portal/convert")},
+        )
+        problem = refused.text.split('id="problem"')[1].split("</div>")[0]
+        assert refused.status_code == 400 and said in html.unescape(problem), (points, language)
+        assert 'lang="en"' not in problem and "got" not in problem, (points, language)
     # Its language link shows the form again as filled in, not empty.
     english = "/portal/convert?from_program=fresh-mart&amp;to_program=formosa-air&amp;points=1.5&amp;lang=en"
     assert f'href="{english}"' in chinese.text
