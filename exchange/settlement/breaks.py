@@ -353,7 +353,7 @@ async def resolve_breaks(
     reason = checked_reason(request.reason)
     if request.resolution is not Resolution.ADJUST and request.counterparty is not None:
         raise BadUserInput("accepting the ledger's figure posts nothing: name no counterparty", field="adjustment")
-    position = await position_of(session, request.partner, request.period, for_update=True)
+    position = await position_of(session, request.partner, request.period, for_update=True, reconciled=True)
     reconciliation = await get_reconciliation(session, request.partner, request.period)
     require_current(request.partner, request.period, reconciliation, request.reconciliation)
     if request.counterparty is not None:

@@ -43,19 +43,22 @@ async def _closed_without_postings(session: AsyncSession, period: str) -> bool:
 
 
 async def position_of(
-    session: AsyncSession, participant: str, period: str, *, for_update: bool = False
+    session: AsyncSession, participant: str, period: str, *, for_update: bool = False, reconciled: bool = False
 ) -> SettlementPosition:
     """The participant's position in the closed ``period``. A period closed without postings
     has no participant: asking for one there is :class:`NoSuchParticipant`, not a period that
-    is not closed."""
+    is not closed. ``reconciled``: asked for a partner's reconciliation, which the exchange has
+    none of, so an unknown id is not said to have perhaps meant the exchange's."""
     if await session.get(SettlementPeriod, period) is not None or not await _closed_without_postings(session, period):
         await require_closed(session, period)
     row = await session.get(SettlementPosition, (period, participant), with_for_update=for_update)
     if row is None:
         # A mistyped id is named as such, not as a program that happened to have no business;
-        # the ids it could have meant include the exchange's own (``exchange`` is not it).
+        # the ids it could have meant include the exchange's own (``exchange`` is not it),
+        # unless it is asked for what the exchange has none of.
         if participant != EXCHANGE and await session.get(Program, participant) is None:
-            raise ProgramNotFound(participant, field="partnerId", known=[*await program_ids(session), EXCHANGE])
+            known = [*await program_ids(session), *(() if reconciled else (EXCHANGE,))]
+            raise ProgramNotFound(participant, field="partnerId", known=known)
         took_part = await session.exec(
             select(SettlementPosition.period)
             .where(SettlementPosition.participant == participant)
@@ -69,11 +72,11 @@ async def position_of(
 async def position_locked_within(
     session: AsyncSession, partner: str, period: str, wait: timedelta
 ) -> SettlementPosition:
-    """The partner's position, locked, waiting at most ``wait`` for another unit of work that
-    holds it, then :class:`PositionBusy`."""
+    """The position of the partner's reconciliation, locked, waiting at most ``wait`` for
+    another unit of work that holds it, then :class:`PositionBusy`."""
     try:
         async with dialects.lock_wait(session, wait):
-            return await position_of(session, partner, period, for_update=True)
+            return await position_of(session, partner, period, for_update=True, reconciled=True)
     except DBAPIError as error:
         if dialects.lock_not_available(error):
             raise PositionBusy(partner, period) from None

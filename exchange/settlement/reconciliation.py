@@ -271,7 +271,7 @@ def require_reconciled_participant(partner: str) -> None:
 
 async def get_reconciliation(session: AsyncSession, partner: str, period: str) -> Reconciliation:
     require_reconciled_participant(partner)
-    await position_of(session, partner, period)
+    await position_of(session, partner, period, reconciled=True)
     reconciliation = await current_reconciliation(session, partner, period)
     if reconciliation is None:
         raise ReconciliationNotFound(partner, period)

@@ -38,7 +38,7 @@ async def sign_off(
     if note is not None and len(note) > MAX_NOTE:
         raise BadUserInput(f"a note is at most {MAX_NOTE} characters", field="note")
     require_reconciled_participant(partner)
-    position = await position_of(session, partner, period, for_update=True)
+    position = await position_of(session, partner, period, for_update=True, reconciled=True)
     if position.signed_off_at is not None:
         if (position.signed_off_by, position.sign_off_note) == (actor, note):
             return position

@@ -23,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from exchange.auth.scopes import Scope
-from exchange.errors import BadUserInput, ErrorCode, ExchangeError, http_status
+from exchange.errors import BadUserInput, ExchangeError, http_status
 from exchange.programs.catalog import CatalogCache
 from exchange.services.settlement import SettlementService
 from exchange.settlement.break_kinds import BreakKind, Resolution
 from exchange.settlement.break_report import NextStep
 from exchange.settlement.breaks import MAX_REASON, BreakSelection, BulkResolveRequest
+from exchange.settlement.errors import ReconciliationNotFound
 from exchange.settlement.issued import IssuedFigures
 from exchange.settlement.models import JobState, SettlementJob
 from exchange.settlement.statements import StatementLine
@@ -335,9 +336,9 @@ class SettlementConsole:
             context["position"] = position
             try:
                 view = await self.settlement.reconciliation(partner, period)
-            except ExchangeError as missing:
-                if missing.code is not ErrorCode.NOT_FOUND:
-                    raise
+            except ReconciliationNotFound:
+                # No records imported yet: the page offers the upload. The exchange, which has
+                # no reconciliation at all (ExchangeNotReconciled), is refused with the reason.
                 view = None
             if view is not None:
                 breaks = await self.settlement.breaks(

@@ -64,6 +64,10 @@ async def test_staff_close_a_period_and_see_every_position_and_the_saving(kit: E
         "fresh_mart": f"no program has id 'fresh_mart'; the programs are {known}",
         "exchange": f"no program has id 'exchange'; the programs are {known}",
     }
+    # Not the exchange's own, where asked for a reconciliation: it has none.
+    reconciliation = 'query($p: String!) { reconciliation(partnerId: "fresh_mart", period: $p) { id } }'
+    typo = (await kit.graphql(reconciliation, staff, p=last_month)).json()["errors"][0]["message"]
+    assert typo == f"no program has id 'fresh_mart'; the programs are {known.removeprefix('EXCHANGE, ')}"
 
 
 async def test_a_partner_sees_a_periods_state_and_only_its_own_position(kit: ExchangeKit, last_month: str) -> None:

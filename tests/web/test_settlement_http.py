@@ -667,6 +667,21 @@ def test_every_refusal_of_the_reconciliation_forms_is_said_in_the_readers_langua
         assert "a period falls in the years" not in early.text
 
 
+def test_the_exchange_has_no_reconciliation_to_upload_records_to(settling: tuple[Gateway, str]) -> None:
+    """Its page offered an upload form, which the upload then refused: the page says why instead."""
+    gateway, month = settling
+    path = f"/console/settlement/{month}/reconciliations/EXCHANGE"
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        for language, why in (
+            ("en", "The exchange has no reconciliation of its own"),
+            ("zh-TW", "交換平台沒有自己的對帳"),
+        ):
+            page = client.get(path, headers={"accept-language": language})
+            assert page.status_code == 404 and why in html.unescape(page.text), language
+            assert 'id="upload"' not in page.text and "/records" not in page.text, language
+
+
 #: tune-stream's file of the month: c5 agrees; one line the ledger lacks.
 RECORDS_OF_TUNE_STREAM = "reference,amount\nconversion:c5,-12.00\nconversion:t1,3.00\n"
 
