@@ -682,6 +682,19 @@ def test_the_exchange_has_no_reconciliation_to_upload_records_to(settling: tuple
             assert 'id="upload"' not in page.text and "/records" not in page.text, language
 
 
+def test_an_unknown_participant_is_named_in_the_readers_words_not_by_the_apis_argument(
+    settling: tuple[Gateway, str],
+) -> None:
+    gateway, month = settling
+    with signed_in(gateway, gateway.person(Role.SETTLEMENT)) as client:
+        close_from_console(client, month)
+        for kind in ("statements", "reconciliations"):
+            for language, said in (("en", "Participant: no such program"), ("zh-TW", "參與者：沒有這個計畫")):
+                page = client.get(f"/console/settlement/{month}/{kind}/nope", headers={"accept-language": language})
+                assert page.status_code == 404 and said in page.text, (kind, language)
+                assert "partnerId" not in page.text, (kind, language)
+
+
 #: tune-stream's file of the month: c5 agrees; one line the ledger lacks.
 RECORDS_OF_TUNE_STREAM = "reference,amount\nconversion:c5,-12.00\nconversion:t1,3.00\n"
 
