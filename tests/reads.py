@@ -39,15 +39,17 @@ async def rows_read(
 
 
 @contextmanager
-def statements_sent(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
-    """Every statement ``engine`` sends while the block runs, with its parameters, in order."""
+def statements_sent(*engines: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement ``engines`` send while the block runs, with its parameters, in order."""
     sent: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         sent.append((statement, parameters))
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         yield sent
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)

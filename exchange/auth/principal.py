@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from exchange.auth.scopes import Role, Scope
+from exchange.members.models import MemberView
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,10 @@ class Principal:
     for a member token its member scopes) as the client stands now, read with the token's
     standing but parsed only when a refusal names them (:class:`~exchange.auth.scopes.StoredScopes`);
     ``None`` where they were not read (a console session).
+    ``member_view``, for a member token, is the member and their linked accounts as read with
+    the token's standing (in the same statement): the request's own view of the member, which
+    spares the member's reads (``me``) a second query. ``None`` where it was not read (a
+    portal session).
     """
 
     role: Role
@@ -35,6 +40,7 @@ class Principal:
     member_id: str | None = None
     asserted_by: str | None = None
     client_scopes: Set[Scope] | None = None
+    member_view: MemberView | None = field(default=None, compare=False, repr=False)
 
     def has_scope(self, scope: Scope) -> bool:
         return scope in self.scopes

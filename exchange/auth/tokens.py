@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +41,7 @@ from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.members.models import LinkedAccount
+from exchange.members.models import LinkedAccount, Member, MemberView
 
 #: RFC 9068's media type for JWT access tokens, in the ``typ`` header. Requiring it keeps any
 #: other JWT the exchange signs (a settlement statement, say) from passing as a token.
@@ -180,8 +180,8 @@ _CLAIM_PROBLEMS = {
 #: second as the reset, is never refused, at the price of letting a token issued with the old
 #: secret in that same second live on. For whole seconds ``iat < floor(t)`` is ``t >= iat + 1``, which the
 #: query asks without truncating a time in SQL (``issued_second_ended`` is ``iat + 1``).
-def _standing(scopes: Any, *more: Any) -> Any:
-    return sa.select(  # five columns (or more): more than sqlmodel's select is typed for
+def _standing(scopes: Any) -> Any:
+    return sa.select(  # five columns: more than sqlmodel's select is typed for
         exists().where(col(RevokedToken.jti) == bindparam("jti")),
         exists().where(col(SigningKey.kid) == bindparam("kid"), is_published(bindparam("now"))),  # type: ignore[arg-type]
         select(scopes).where(col(OAuthClient.client_id) == bindparam("client_id")).scalar_subquery(),
@@ -193,21 +193,47 @@ def _standing(scopes: Any, *more: Any) -> Any:
             col(RevokedClient.client_id) == bindparam("client_id"),
             col(RevokedClient.revoked_at) >= bindparam("issued_second_ended"),
         ),
-        *more,
     )
 
 
-#: A member token's sixth: whether the member's account at the program whose partner asserted
-#: them is linked, by a link made before the token was issued (``linked_by``: the end of its
-#: second, and the clocks' leeway). Unlinking the account ends the token, as it ends that
-#: partner's view of the member; linking it again later does not bring the token back.
-_ASSERTING_ACCOUNT_LINKED = exists().where(
-    col(LinkedAccount.member_id) == bindparam("member_id"),
-    col(LinkedAccount.program_id) == bindparam("asserted_by"),
-    col(LinkedAccount.linked_at) < bindparam("linked_by"),
-)
 _STANDING = _standing(OAuthClient.scope)
-_MEMBER_STANDING = _standing(OAuthClient.member_scope, _ASSERTING_ACCOUNT_LINKED)
+_MEMBER_STANDING_ITSELF = _standing(OAuthClient.member_scope).subquery("standing")
+#: A member token's standing, with the member and their linked accounts: one row per account
+#: (one, with no account, for a member without any or gone). The accounts answer a sixth check,
+#: whether the member's account at the program whose partner asserted them is still linked;
+#: and they are the member's view that the request's own reads of the member (``me``) answer from.
+_MEMBER_STANDING: Any = (  # seven columns, as ``_standing``'s five
+    sa.select(_MEMBER_STANDING_ITSELF, Member, LinkedAccount)
+    .select_from(_MEMBER_STANDING_ITSELF)
+    .outerjoin(Member, col(Member.id) == bindparam("member_id"))
+    .outerjoin(LinkedAccount, col(LinkedAccount.member_id) == col(Member.id))
+    .order_by(col(LinkedAccount.program_id))
+)
+
+
+def _scopes_in_standing(standing: Sequence[Any]) -> StoredScopes:
+    """The most the client's tokens may carry now, from a token's standing (the five columns of
+    ``_standing``); :class:`InvalidAccessToken` if the standing refuses the token."""
+    is_revoked, key_published, client_scopes, secret_reset, client_revoked = standing
+    if is_revoked:
+        raise InvalidAccessToken(REVOKED)
+    if not key_published:
+        raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
+    if client_scopes is None or client_revoked:
+        raise InvalidAccessToken(CLIENT_REVOKED)
+    if secret_reset:
+        raise InvalidAccessToken(
+            "the secret of the client this token was issued to has been changed since: request a new token"
+        )
+    return StoredScopes(client_scopes)  # parsed only if a refusal names them
+
+
+def _asserting_account_linked(principal: Principal, accounts: Sequence[LinkedAccount], linked_by: datetime) -> bool:
+    """Whether the member's account at the program whose partner asserted them is linked, by a
+    link made before the token was issued (``linked_by``: the end of its second, and the clocks'
+    leeway). Unlinking the account ends the token, as it ends that partner's view of the member;
+    linking it again later does not bring the token back."""
+    return any(account.program_id == principal.asserted_by and account.linked_at < linked_by for account in accounts)
 
 
 class TokenVerifier:
@@ -244,13 +270,13 @@ class TokenVerifier:
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
         if session is not None:
-            client_scopes = await self._check_standing(verified, session)
+            principal = await self._check_standing(verified, session)
         else:
             async with self._db.autocommit() as own:  # one statement: no transaction around it
-                client_scopes = await self._check_standing(verified, own)
-        return replace(verified, principal=replace(verified.principal, client_scopes=client_scopes))
+                principal = await self._check_standing(verified, own)
+        return replace(verified, principal=principal)
 
-    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> StoredScopes:
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> Principal:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
         the console or the CLI: its tokens, and the member tokens it obtained, end with it, and
@@ -261,8 +287,9 @@ class TokenVerifier:
         request, so each holds at once on every replica: neither the verified-token cache nor
         the process's copy of the keys (re-read every minute) lets such a token through.
 
-        Returns the most the client's tokens of this kind may carry now (see
-        :attr:`~exchange.auth.principal.Principal.client_scopes`)."""
+        Returns the token's principal with what the query read: the most the client's tokens
+        of this kind may carry now (:attr:`~exchange.auth.principal.Principal.client_scopes`)
+        and, a member's, their view (:attr:`~exchange.auth.principal.Principal.member_view`)."""
         principal = verified.principal
         issued_second_ended = datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC)
         params = {
@@ -272,30 +299,18 @@ class TokenVerifier:
             "client_id": principal.client_id,
             "issued_second_ended": issued_second_ended,
         }
-        member = principal.role is Role.MEMBER
-        if member:
-            params |= {
-                "member_id": principal.member_id,
-                "asserted_by": principal.asserted_by,
-                "linked_by": issued_second_ended + timedelta(seconds=LEEWAY_SECONDS),
-            }
-        standing = _MEMBER_STANDING if member else _STANDING
-        is_revoked, key_published, client_scopes, secret_reset, client_revoked, *linked = (
-            await session.exec(standing, params=params)
-        ).one()
-        if is_revoked:
-            raise InvalidAccessToken(REVOKED)
-        if not key_published:
-            raise InvalidAccessToken(NOT_SIGNED_BY_A_PUBLISHED_KEY)
-        if client_scopes is None or client_revoked:
-            raise InvalidAccessToken(CLIENT_REVOKED)
-        if secret_reset:
-            raise InvalidAccessToken(
-                "the secret of the client this token was issued to has been changed since: request a new token"
-            )
-        if member and not linked[0]:
+        if principal.role is not Role.MEMBER:
+            standing = (await session.exec(_STANDING, params=params)).one()
+            return replace(principal, client_scopes=_scopes_in_standing(standing))
+        rows = (await session.exec(_MEMBER_STANDING, params=params | {"member_id": principal.member_id})).all()
+        client_scopes = _scopes_in_standing(rows[0][:-2])
+        member = rows[0][-2]
+        accounts = [row[-1] for row in rows if row[-1] is not None]
+        if member is None or not _asserting_account_linked(
+            principal, accounts, issued_second_ended + timedelta(seconds=LEEWAY_SECONDS)
+        ):
             raise InvalidAccessToken(unlinked_since(str(principal.asserted_by)))
-        return StoredScopes(client_scopes)  # parsed only if a refusal names them
+        return replace(principal, client_scopes=client_scopes, member_view=MemberView(member, accounts))
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

@@ -162,8 +162,14 @@ class Database:
         """How many connections this process's pools may hold open at once, both of them on
         PostgreSQL: what the server's ``max_connections`` must allow for each gateway worker
         (deploy/k8s/README.md, "Database connections")."""
-        pools = [engine.sync_engine.pool for engine in (self.engine, self._autocommit_engine) if engine is not None]
+        pools = [engine.sync_engine.pool for engine in self.engines]
         return sum(pool.size() + pool._max_overflow for pool in pools)  # type: ignore[attr-defined]  # QueuePool's
+
+    @property
+    def engines(self) -> list[AsyncEngine]:
+        """The engines this handle sends statements through: the one of units of work, and on
+        PostgreSQL the one of statements that commit on their own (:meth:`autocommit`)."""
+        return [engine for engine in (self.engine, self._autocommit_engine) if engine is not None]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

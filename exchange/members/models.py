@@ -3,6 +3,7 @@ consents they give through one partner to debit points held there."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -62,6 +63,14 @@ class Member(SQLModel, table=True):
     def markers(self) -> ActivityMarkers:
         """Both activity markers, as the federated view's cache keys on them."""
         return ActivityMarkers(balances=self.activity, tiers=self.tier_activity)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member and their linked accounts, by program id, as one read found them."""
+
+    member: Member
+    accounts: Sequence[LinkedAccount]
 
 
 class LinkedAccount(SQLModel, table=True):

@@ -15,7 +15,7 @@ from exchange.federation.accounts import AccountView, Federation
 from exchange.federation.link_attempts import LinkAttempts
 from exchange.members import service as members
 from exchange.members.consents import DebitConsents, GrantedConsent
-from exchange.members.models import ActivityMarkers, LinkedAccount, Member
+from exchange.members.models import ActivityMarkers, LinkedAccount, Member, MemberView
 from exchange.programs.catalog import CatalogCache
 from exchange.services.requests import idempotency_key, member_of, program_of
 from exchange.unlinking import service as unlinking
@@ -28,14 +28,6 @@ def _through(caller: Principal, signed_in_through: Collection[str] | None) -> Co
     return signed_in_through if signed_in_through is not None else {str(caller.asserted_by)}
 
 
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    """A member and their linked accounts, by program id."""
-
-    member: Member
-    accounts: Sequence[LinkedAccount]
-
-
 @dataclass
 class MemberService:
     db: Database
@@ -46,7 +38,11 @@ class MemberService:
     link_attempts: LinkAttempts
 
     async def me(self, caller: Principal) -> MemberView:
-        """The member behind a member token (one read, so no transaction around it)."""
+        """The member behind a member token: as read with the token's standing, if it was
+        (:attr:`~exchange.auth.principal.Principal.member_view`), else in one read (so no
+        transaction around it)."""
+        if caller.member_view is not None:
+            return caller.member_view
         async with self.db.autocommit() as session:
             member, accounts = await members.member_with_accounts(session, member_of(caller))
         return MemberView(member, accounts)

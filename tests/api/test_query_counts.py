@@ -69,7 +69,7 @@ async def cost(kit: ExchangeKit, app: Starlette, query: str, token: str) -> int:
     """Statements one run of ``query`` sends, once caches are warm."""
     response = await kit.graphql(query, token)
     assert response.status_code == 200 and response.json().get("data"), response.text
-    with statements_sent(app.state.services.db.engine) as sent:
+    with statements_sent(*app.state.services.db.engines) as sent:
         await kit.graphql(query, token)
     return len(sent)
 
@@ -141,3 +141,16 @@ async def test_every_webhook_subscription_costs_what_one_costs(counting_kit: Exc
 
     five = await cost(kit, app, own("fresh-mart"), await kit.partner_token("fresh-mart"))
     assert five == await cost(kit, app, own("wallet-pay"), await kit.partner_token("wallet-pay"))
+
+
+async def test_a_members_own_view_is_read_with_their_tokens_standing(counting_kit: ExchangeKit, app: Starlette) -> None:
+    """``me`` and its linked accounts send no statement of their own: the check of a member
+    token, one statement on every request, reads the member and their accounts with it."""
+    kit = counting_kit
+    await kit.assertion_key("fresh-mart")
+    token = await kit.member_token("fresh-mart", "alice")
+    query = "{ me { id createdAt linkedAccounts { memberRef linkedAt } } }"
+    assert await cost(kit, app, query, token) == 1
+    me = (await kit.graphql(query, token)).json()["data"]["me"]
+    # Their account at fresh-mart, and the one the exchange keeps for them at the coalition point.
+    assert sorted(account["memberRef"] for account in me["linkedAccounts"]) == sorted(["alice", me["id"]])
