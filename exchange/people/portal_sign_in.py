@@ -30,12 +30,14 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import and_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.auth.models import OAuthClient
 from exchange.auth.scopes import ROLE_SCOPES, Role, Scope, StoredScopes
 from exchange.errors import NotFound
+from exchange.members.models import LinkedAccount
 from exchange.people.portal_models import MemberWebSession
 from exchange.people.sessions import (
     SessionTimeouts,
@@ -176,27 +178,52 @@ def voucher(client_id: str, now: datetime) -> dict[str, str]:
     return {"client_id": client_id, "at": now.isoformat()}
 
 
-async def vouching_clients(session: AsyncSession, row: MemberWebSession) -> dict[str, OAuthClient]:
+@dataclass(frozen=True, slots=True)
+class VouchingClient:
+    """A client that vouched for a session's member, as it is now, and when the member's account
+    at its program was linked (``None``: it is not linked now)."""
+
+    client: OAuthClient
+    linked_at: datetime | None
+
+
+async def vouching_clients(session: AsyncSession, row: MemberWebSession) -> dict[str, VouchingClient]:
     """The clients that vouched for the session's member, as they are now (by id; one that
-    has been deleted is missing): one statement for all of the session's programs."""
+    has been deleted is missing), with the member's accounts at their programs: one statement
+    for all of the session's programs."""
     client_ids = {entry["client_id"] for entry in row.vouchers.values()}
-    found = await session.exec(select(OAuthClient).where(col(OAuthClient.client_id).in_(client_ids)))
-    return {client.client_id: client for client in found}
+    found = await session.exec(
+        select(OAuthClient, LinkedAccount.linked_at)
+        .outerjoin(
+            LinkedAccount,
+            and_(
+                col(LinkedAccount.member_id) == row.member_id,
+                col(LinkedAccount.program_id) == col(OAuthClient.program_id),
+            ),
+        )
+        .where(col(OAuthClient.client_id).in_(client_ids))
+    )
+    return {client.client_id: VouchingClient(client, linked_at) for client, linked_at in found}
 
 
-def still_vouches(client: OAuthClient, vouched_at: datetime) -> bool:
+def still_vouches(vouching: VouchingClient, vouched_at: datetime) -> bool:
     """Whether a client that vouched for a member at ``vouched_at`` still does, by the rules a
     member token it obtained then lives by (:class:`~exchange.auth.tokens.TokenVerifier`): it
     must not have had its secret reset since (the secret may have leaked; a deleted client,
-    revoked, is not found at all). A client made after the sign-in under the same id is another
-    client and does not vouch either. A sign-in at the very instant of a reset stands, as a token
-    issued in the reset's second does."""
+    revoked, is not found at all), and the member's account at its program must still be linked,
+    by the link that stood then (unlinked, through any channel, the program no longer vouches; a
+    link made again later does not bring its authority back). A client made after the sign-in
+    under the same id is another client and does not vouch either. A sign-in at the very instant
+    of a reset stands, as a token issued in the reset's second does."""
+    client = vouching.client
     if client.created_at > vouched_at:
+        return False
+    if vouching.linked_at is None or vouching.linked_at > vouched_at:
         return False
     return client.secret_set_at is None or client.secret_set_at <= vouched_at
 
 
-def live_authority(row: MemberWebSession, clients: Mapping[str, OAuthClient]) -> dict[str, frozenset[Scope]]:
+def live_authority(row: MemberWebSession, clients: Mapping[str, VouchingClient]) -> dict[str, frozenset[Scope]]:
     """What the session may do now through each program that vouched for its member: what the
     member tokens of the client that vouched may carry now (its member scopes, read on each
     request: narrowed to ``member:read``, the session only reads through it from the next page
@@ -204,7 +231,7 @@ def live_authority(row: MemberWebSession, clients: Mapping[str, OAuthClient]) ->
     (:func:`still_vouches`) is left out: the session no longer holds its authority at all."""
     authority: dict[str, frozenset[Scope]] = {}
     for program_id, entry in row.vouchers.items():
-        client = clients.get(entry["client_id"])
-        if client is not None and still_vouches(client, datetime.fromisoformat(entry["at"])):
-            authority[program_id] = frozenset(StoredScopes(client.member_scope)) & ROLE_SCOPES[Role.MEMBER]
+        vouching = clients.get(entry["client_id"])
+        if vouching is not None and still_vouches(vouching, datetime.fromisoformat(entry["at"])):
+            authority[program_id] = frozenset(StoredScopes(vouching.client.member_scope)) & ROLE_SCOPES[Role.MEMBER]
     return authority

@@ -102,8 +102,9 @@ def member_principal(row: MemberWebSession, authority: Mapping[str, frozenset[Sc
 async def signed_in(session: AsyncSession, row: MemberWebSession) -> SignedIn | None:
     """What the live session ``row`` may do now, read from the clients that vouched for its
     member (:func:`exchange.people.portal_sign_in.live_authority`); ``None``, and the session
-    ended, if none of them vouches any more (all deleted, or their secrets reset since): it is
-    signed out, and its member signs in again through a partner."""
+    ended, if none of them vouches any more (all deleted, their secrets reset, or the member's
+    accounts at their programs unlinked since): it is signed out, and its member signs in again
+    through a partner."""
     authority = portal_sign_in.live_authority(row, await portal_sign_in.vouching_clients(session, row))
     if not authority:
         await portal_sign_in.close_member_session(session, row.id_hash)

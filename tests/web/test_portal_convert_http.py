@@ -547,6 +547,43 @@ def test_a_program_whose_client_was_deleted_or_reset_after_the_sign_in_no_longer
     assert partners.balance("formosa-air", member_ref) == 1_000
 
 
+@pytest.mark.parametrize("signed_in_through_formosa_air", [True, False])
+def test_a_program_whose_account_was_unlinked_elsewhere_no_longer_vouches_even_linked_again(
+    portal_gateway: PortalGateway, client: httpx.Client, signed_in_through_formosa_air: bool
+) -> None:
+    """The member unlinks their FreshMart account in another session (signed in through Formosa
+    Air), and links it again there: the first session, signed in through FreshMart before, no
+    longer spends FreshMart's points, as a member token FreshMart asserted then ends. Signed in
+    through Formosa Air as well, it goes on with Formosa Air's (and offers FreshMart's sign-in
+    again); signed in through FreshMart alone, it is signed out. Either way nothing changes."""
+    partners, settings = portal_gateway.partners, portal_gateway.gateway.settings
+    member_ref, _ = signed_in_through_a_client_of_its_own(portal_gateway, client)
+    if signed_in_through_formosa_air:
+        sign_in(client, "formosa-air", member_ref, token_path="/portal/")
+    quote_page = ask_quote(client, "fresh-mart", "formosa-air", 1_000)
+    form = convert_form(client, quote_page)
+    with portal_gateway.gateway.client() as elsewhere:
+        sign_in(elsewhere, "formosa-air", member_ref)
+        unlink = {"csrf_token": csrf_token(elsewhere, "/portal/accounts/fresh-mart/unlink"), "member_ref": member_ref}
+        assert elsewhere.post("/portal/accounts/fresh-mart/unlink", data=unlink).status_code == 303
+        link = {"csrf_token": csrf_token(elsewhere, "/portal/"), "program": "fresh-mart", "member_ref": member_ref}
+        assert elsewhere.post("/portal/accounts/link", data={**link, "verification": PIN}).status_code == 303
+    before = rows_per_table(settings.database_url)
+    refused = client.post(quote_page, data=form)
+    assert partners.balance("fresh-mart", member_ref) == 5_000
+    if signed_in_through_formosa_air:
+        assert refused.status_code == 400 and 'href="/portal/sign-in/fresh-mart?' in refused.text
+        assert rows_per_table(settings.database_url) == before
+        quote_page = ask_quote(client, "formosa-air", "fresh-mart", 3_000)
+        assert client.post(quote_page, data=convert_form(client, quote_page)).status_code == 303
+        assert partners.balance("formosa-air", member_ref) == 1_000
+    else:
+        assert refused.status_code == 401
+        after = rows_per_table(settings.database_url)
+        assert after.pop("member_web_session") == before.pop("member_web_session") - 1 and after == before
+        assert client.get("/portal/").status_code == 303
+
+
 @pytest.mark.parametrize("how", ["revoke", "reset"])
 def test_a_session_whose_only_client_was_deleted_or_reset_is_signed_out(
     portal_gateway: PortalGateway, client: httpx.Client, how: str
