@@ -8,15 +8,22 @@ from datetime import UTC, datetime, timedelta
 from exchange.auth.models import OAuthClient
 from exchange.auth.scopes import Scope
 from exchange.people.portal_models import MemberWebSession
-from exchange.people.portal_sign_in import live_authority, voucher
+from exchange.people.portal_sign_in import VouchingClient, live_authority, voucher
 
 SIGNED_IN = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 def a_client(
-    client_id: str, member_scope: str, *, created_at: datetime, secret_set_at: datetime | None = None
-) -> OAuthClient:
-    return OAuthClient(
+    client_id: str,
+    member_scope: str,
+    *,
+    created_at: datetime,
+    secret_set_at: datetime | None = None,
+    linked_at: datetime | None = SIGNED_IN - timedelta(days=2),
+) -> VouchingClient:
+    """A client of the program of the same id, and when the member's account there was linked
+    (``None``: it is not linked now)."""
+    client = OAuthClient(
         client_id=client_id,
         secret_hash="-",
         role="partner",
@@ -26,6 +33,7 @@ def a_client(
         created_at=created_at,
         secret_set_at=secret_set_at,
     )
+    return VouchingClient(client, linked_at)
 
 
 def a_session(*client_ids: str) -> MemberWebSession:
@@ -70,3 +78,15 @@ def test_a_client_deleted_reset_since_or_made_again_under_the_same_id_no_longer_
 def test_a_scope_the_exchange_no_longer_knows_reads_as_none() -> None:
     clients = {"air": a_client("air", "member:read member:teleport", created_at=SIGNED_IN)}
     assert live_authority(a_session("air"), clients) == {"air": frozenset()}
+
+
+def test_a_program_whose_account_was_unlinked_since_no_longer_vouches_even_linked_again() -> None:
+    before, after = SIGNED_IN - timedelta(days=1), SIGNED_IN + timedelta(seconds=1)
+    clients = {
+        "unlinked": a_client("unlinked", "member:read member:write", created_at=before, linked_at=None),
+        "linked-again": a_client("linked-again", "member:read member:write", created_at=before, linked_at=after),
+        "linked-then": a_client("linked-then", "member:read member:write", created_at=before, linked_at=SIGNED_IN),
+    }
+    authority = live_authority(a_session("unlinked", "linked-again", "linked-then"), clients)
+    # Linked at the sign-in's instant (the sign-in linked it): it stands.
+    assert authority == {"linked-then": frozenset({Scope.MEMBER_READ, Scope.MEMBER_WRITE})}
