@@ -202,7 +202,7 @@ _MEMBER_STANDING_ITSELF = _standing(OAuthClient.member_scope).subquery("standing
 #: (one, with no account, for a member without any or gone). The accounts answer a sixth check,
 #: whether the member's account at the program whose partner asserted them is still linked;
 #: and they are the member's view that the request's own reads of the member (``me``) answer from.
-_MEMBER_STANDING: Any = (  # seven columns, as ``_standing``'s five
+_MEMBER_STANDING: Any = (  # a row: ``_standing``'s five columns, the member, one account
     sa.select(_MEMBER_STANDING_ITSELF, Member, LinkedAccount)
     .select_from(_MEMBER_STANDING_ITSELF)
     .outerjoin(Member, col(Member.id) == bindparam("member_id"))
