@@ -3,8 +3,9 @@
 The conversion benchmark finds the database client to be the largest part of the gateway's
 CPU per conversion. This measures the client alone, on one primary-key read of one row: as the
 exchange sends it (a unit of work from ``Database``: a session, its pooled connection, the
-ORM-enabled statement), as SQLAlchemy Core sends it on a pooled connection in autocommit mode, and as psycopg
-sends it on an open connection. Only this process's CPU is counted (``time.process_time``),
+ORM-enabled statement), as SQLAlchemy Core sends it on a pooled connection in autocommit mode, as
+``Database.read`` sends it (compiled by SQLAlchemy once, sent by psycopg on a connection of its
+small pool), and as psycopg sends it on an open connection. Only this process's CPU is counted (``time.process_time``),
 not the server's; ``--concurrency`` tasks share the event loop, as a worker's requests do.
 Rounds are interleaved; medians are printed, with the ratio to psycopg alone.
 
@@ -77,6 +78,10 @@ async def main(arguments: argparse.Namespace) -> None:
             async with autocommit_engine.connect() as connection:
                 return (await connection.execute(READ, {"id": row})).one()
 
+        async def direct_read(row: int) -> object:
+            (read,) = await db.read(READ, {"id": row})
+            return read
+
         async def psycopg_alone(row: int) -> object:
             connection = await idle.get()
             try:
@@ -88,6 +93,7 @@ async def main(arguments: argparse.Namespace) -> None:
             "Database.transaction(), session.exec": unit_of_work,
             "Database.autocommit(), session.exec": autocommit_session,
             "pooled autocommit connection, Core": core_connection,
+            "Database.read (psycopg, own pool)": direct_read,
             "psycopg alone, open connection": psycopg_alone,
         }
         figures: dict[str, list[float]] = {label: [] for label in ways}

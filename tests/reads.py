@@ -12,6 +12,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.database import Database
+
 T = TypeVar("T")
 
 #: Rows of each table the session's transaction has read so far, by sequential and index scans.
@@ -53,3 +55,25 @@ def statements_sent(*engines: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
     finally:
         for engine in engines:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def statements_of(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement ``db`` sends while the block runs, through its engines and straight
+    through psycopg (:meth:`Database.read`), with its parameters, in order."""
+    with statements_sent(*db.engines) as sent:
+        if db.direct is None:
+            yield sent
+            return
+        direct = db.direct
+        rows = direct.rows
+
+        async def recorded(statement: Any, values: Any) -> Any:
+            sent.append((str(statement), values))
+            return await rows(statement, values)
+
+        direct.rows = recorded  # type: ignore[method-assign]
+        try:
+            yield sent
+        finally:
+            del direct.rows

@@ -41,6 +41,7 @@ from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.db.direct import loaded
 from exchange.members.models import LinkedAccount, Member, MemberView
 
 #: RFC 9068's media type for JWT access tokens, in the ``typ`` header. Requiring it keeps any
@@ -198,11 +199,14 @@ def _standing(scopes: Any) -> Any:
 
 _STANDING = _standing(OAuthClient.scope)
 _MEMBER_STANDING_ITSELF = _standing(OAuthClient.member_scope).subquery("standing")
+_STANDING_COLUMNS = len(_STANDING.selected_columns)
+#: Where a row of ``_MEMBER_STANDING`` has its account's columns; the member's come before.
+_ACCOUNT_COLUMNS = _STANDING_COLUMNS + len(Member.__table__.columns)  # type: ignore[attr-defined]
 #: A member token's standing, with the member and their linked accounts: one row per account
 #: (one, with no account, for a member without any or gone). The accounts answer a sixth check,
 #: whether the member's account at the program whose partner asserted them is still linked;
 #: and they are the member's view that the request's own reads of the member (``me``) answer from.
-_MEMBER_STANDING: Any = (  # a row: ``_standing``'s five columns, the member, one account
+_MEMBER_STANDING: Any = (  # a row: ``_standing``'s five columns, the member's, one account's
     sa.select(_MEMBER_STANDING_ITSELF, Member, LinkedAccount)
     .select_from(_MEMBER_STANDING_ITSELF)
     .outerjoin(Member, col(Member.id) == bindparam("member_id"))
@@ -269,14 +273,9 @@ class TokenVerifier:
             self._verified[token] = (verified, int(verified.claims["exp"]))
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
-        if session is not None:
-            principal = await self._check_standing(verified, session)
-        else:
-            async with self._db.autocommit() as own:  # one statement: no transaction around it
-                principal = await self._check_standing(verified, own)
-        return replace(verified, principal=principal)
+        return replace(verified, principal=await self._check_standing(verified, session))
 
-    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession) -> Principal:
+    async def _check_standing(self, verified: VerifiedToken, session: AsyncSession | None) -> Principal:
         """Refuse a token that has been revoked, whose signing key has been withdrawn (retired
         past its ``publish_until``, or removed), whose client has been deleted (revoked in
         the console or the CLI: its tokens, and the member tokens it obtained, end with it, and
@@ -289,7 +288,9 @@ class TokenVerifier:
 
         Returns the token's principal with what the query read: the most the client's tokens
         of this kind may carry now (:attr:`~exchange.auth.principal.Principal.client_scopes`)
-        and, a member's, their view (:attr:`~exchange.auth.principal.Principal.member_view`)."""
+        and, a member's, their view (:attr:`~exchange.auth.principal.Principal.member_view`).
+
+        Read through ``session`` inside a unit of work, else on its own (:meth:`Database.read`)."""
         principal = verified.principal
         issued_second_ended = datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC)
         params = {
@@ -300,17 +301,25 @@ class TokenVerifier:
             "issued_second_ended": issued_second_ended,
         }
         if principal.role is not Role.MEMBER:
-            standing = (await session.exec(_STANDING, params=params)).one()
+            (standing,) = await self._read(_STANDING, params, session)
             return replace(principal, client_scopes=_scopes_in_standing(standing))
-        rows = (await session.exec(_MEMBER_STANDING, params=params | {"member_id": principal.member_id})).all()
-        client_scopes = _scopes_in_standing(rows[0][:-2])
-        member = rows[0][-2]
-        accounts = [row[-1] for row in rows if row[-1] is not None]
+        rows = await self._read(_MEMBER_STANDING, params | {"member_id": principal.member_id}, session)
+        client_scopes = _scopes_in_standing(rows[0][:_STANDING_COLUMNS])
+        member_columns = rows[0][_STANDING_COLUMNS:_ACCOUNT_COLUMNS]
+        member = None if member_columns[0] is None else loaded(Member, member_columns)
+        accounts = [loaded(LinkedAccount, row[_ACCOUNT_COLUMNS:]) for row in rows if row[_ACCOUNT_COLUMNS] is not None]
         if member is None or not _asserting_account_linked(
             principal, accounts, issued_second_ended + timedelta(seconds=LEEWAY_SECONDS)
         ):
             raise InvalidAccessToken(unlinked_since(str(principal.asserted_by)))
         return replace(principal, client_scopes=client_scopes, member_view=MemberView(member, accounts))
+
+    async def _read(
+        self, statement: Any, params: dict[str, Any], session: AsyncSession | None
+    ) -> Sequence[Sequence[Any]]:
+        if session is None:
+            return await self._db.read(statement, params)
+        return (await (await session.connection()).execute(statement, params)).all()
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

@@ -89,7 +89,11 @@ def refused_by_configuration(error: DBAPIError) -> bool:
     18: a wrong password, an unknown role and an unknown database all arrive so). That message
     is in the server's ``lc_messages``, English by default; a server set to another language
     makes such a refusal read as an outage."""
-    cause = error.orig
+    return driver_refused_configuration(error.orig)
+
+
+def driver_refused_configuration(cause: BaseException | None) -> bool:
+    """:func:`refused_by_configuration` for psycopg's own error ``cause``."""
     if not isinstance(cause, psycopg.Error):
         return False
     if cause.sqlstate is not None:
@@ -101,10 +105,14 @@ def is_unavailable(error: DBAPIError) -> bool:
     """Whether ``error`` says the server is gone or refuses writes, as opposed to a fault of
     the statement (a constraint, a deadlock, a bug, one the driver would not send), which
     stays an unexpected error."""
-    if error.connection_invalidated:
-        # The connection broke (psycopg found it closed or broken), or none could be made.
-        return True
-    cause = error.orig
+    # The connection broke (psycopg found it closed or broken), or none could be made.
+    return error.connection_invalidated or server_not_now(error.orig)
+
+
+def server_not_now(cause: BaseException | None) -> bool:
+    """Whether psycopg's error ``cause``, met on a connection still sound, is the server's "not
+    now" (a connection exception, a shutdown, a standby refusing a write), not the statement's
+    fault."""
     if not isinstance(cause, psycopg.Error) or cause.sqlstate is None:
         # Raised by libpq on a connection still sound: the statement's fault, not the server's.
         return False
@@ -134,14 +142,20 @@ def drop_if_closed_by_server(_dbapi_connection: Any, record: ConnectionPoolEntry
     if not record.info.get(_USED):
         record.info[_USED] = True  # the pool clears ``info`` when it connects anew
         return
+    if closed_by_server(record.driver_connection):  # type: ignore[arg-type]  # checked out: connected
+        raise DisconnectionError("the server closed this idle connection")
+
+
+def closed_by_server(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has closed idle ``connection`` (or it is closed already): its socket
+    is readable with nothing asked. One ``poll`` system call, no round trip."""
     try:
-        socket = record.driver_connection.pgconn.socket  # type: ignore[union-attr]  # checked out: connected
+        socket = connection.pgconn.socket
     except psycopg.OperationalError:
-        raise DisconnectionError("the connection is already closed") from None
+        return True
     poller = select.poll()
     poller.register(socket, select.POLLIN)
-    if poller.poll(0):
-        raise DisconnectionError("the server closed this idle connection")
+    return bool(poller.poll(0))
 
 
 class SharedQuery(Generic[T]):

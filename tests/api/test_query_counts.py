@@ -17,7 +17,7 @@ from exchange.serving import serving
 from exchange.settings import Settings
 from exchange.testing.kit import ExchangeKit
 from tests.api.conftest import ON_SQLITE_TOO
-from tests.reads import statements_sent
+from tests.reads import statements_of
 
 PROGRAM_FIELDS = """
   id
@@ -69,7 +69,7 @@ async def cost(kit: ExchangeKit, app: Starlette, query: str, token: str) -> int:
     """Statements one run of ``query`` sends, once caches are warm."""
     response = await kit.graphql(query, token)
     assert response.status_code == 200 and response.json().get("data"), response.text
-    with statements_sent(*app.state.services.db.engines) as sent:
+    with statements_of(app.state.services.db) as sent:
         await kit.graphql(query, token)
     return len(sent)
 

@@ -475,8 +475,8 @@ async def test_the_gateway_counts_callers_by_the_address_its_proxy_saw_not_one_t
 def test_the_connections_the_manifests_allow_for_are_those_the_gateway_may_open(
     overlays: dict[str, list[Manifest]],
 ) -> None:
-    """Each worker keeps two pools on PostgreSQL (units of work, and statements that commit on
-    their own): the manifests and their README allowed for one, half what the gateway opens."""
+    """Each worker keeps three pools on PostgreSQL (units of work, statements that commit on their
+    own, and reads straight through psycopg): the manifests and their README once allowed for one."""
     per_worker = Database.from_url("postgresql://exchange@db.internal/exchange").most_connections
     for env, manifests in overlays.items():
         pods = named(manifests, "HorizontalPodAutoscaler", "exchange-gateway")["spec"]["maxReplicas"]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, literal_column, select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -208,6 +208,8 @@ async def test_credentials_the_database_refuses_are_a_configuration_error_not_an
                     await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
             with pytest.raises(DatabaseRefused):
                 await db.ping(within=10)
+            with pytest.raises(DatabaseRefused):  # a read straight through psycopg (Database.read) too
+                await db.read(select(literal_column("1")), {})
         finally:
             await db.dispose()
         assert refused.value.code is ErrorCode.SERVICE_UNAVAILABLE
