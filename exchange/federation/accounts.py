@@ -120,6 +120,14 @@ class Federation:
                 links, activity = await links_and_activity(session, member_id)
         return await self._views(links, activity, for_tiers=False)
 
+    async def accounts_as_answered(
+        self, links: Sequence[LinkedAccount], activity: ActivityMarkers
+    ) -> list[asyncio.Task[AccountView]]:
+        """:meth:`accounts`, each account's view a task that ends when its partner answers (or
+        its cached answer is found), in the order of ``links``: for a caller that shows each
+        account as it comes, instead of all of them once the slowest partner has answered."""
+        return await self._view_tasks(links, activity, for_tiers=False)
+
     async def accounts_at(self, member_id: str, program_ids: Collection[str]) -> list[AccountView]:
         """The member's accounts at ``program_ids`` as :meth:`accounts` shows them (only their
         partners asked, at once, or their cached answers); a program where the member has no
@@ -161,10 +169,16 @@ class Federation:
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
     ) -> list[AccountView]:
         """Each link's view, for balances or (``for_tiers``, cached longer) for tiers, in the
-        order of ``links``. The partners are asked first, the slowest lately first
-        (:mod:`~exchange.federation.answer_times`), and the coalition point, which is a read of
-        the exchange's own database, last: that read then overlaps the partners' answers
-        instead of delaying every request to them."""
+        order of ``links``."""
+        return list(await asyncio.gather(*await self._view_tasks(links, activity, for_tiers=for_tiers)))
+
+    async def _view_tasks(
+        self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
+    ) -> list[asyncio.Task[AccountView]]:
+        """:meth:`_views`, each view a task, started now, in the order of ``links``. The partners
+        are asked first, the slowest lately first (:mod:`~exchange.federation.answer_times`),
+        and the coalition point, which is a read of the exchange's own database, last: that read
+        then overlaps the partners' answers instead of delaying every request to them."""
         catalog = await self.catalog.get()
         programs = {link.program_id: catalog.program(link.program_id) for link in links}
         asked = sorted(
@@ -174,8 +188,8 @@ class Federation:
                 -self.answer_times.expected(link.program_id),
             ),
         )
-        views = await asyncio.gather(
-            *(
+        by_program = {
+            link.program_id: asyncio.ensure_future(
                 self._view(
                     link,
                     programs[link.program_id],
@@ -183,10 +197,9 @@ class Federation:
                     activity,
                     for_tiers=for_tiers,
                 )
-                for link in asked
             )
-        )
-        by_program = {view.program.id: view for view in views}
+            for link in asked
+        }
         return [by_program[link.program_id] for link in links]
 
     async def _view(

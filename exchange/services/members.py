@@ -4,6 +4,7 @@ gives for debits under another partner's token."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -121,6 +122,13 @@ class MemberService:
         ``links`` and the member's ``activity`` markers as read with the member (answers cached
         since that activity are reused)."""
         return await self.federation.accounts(member_id, links=links, activity=activity)
+
+    async def accounts_as_answered(
+        self, links: Sequence[LinkedAccount], activity: ActivityMarkers
+    ) -> list[asyncio.Task[AccountView]]:
+        """:meth:`accounts`, each account a task that ends as its partner answers, in the order
+        of ``links``: for a caller that shows each account as it comes."""
+        return await self.federation.accounts_as_answered(links, activity)
 
     async def authorize_debit(
         self, caller: Principal, program_id: str, points: int, *, field: str = "programId", key: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -62,6 +63,11 @@ class Account:
         )
 
         return Program.from_row(self.program_row)
+
+    @classmethod
+    async def answered(cls, view: Awaitable[AccountView]) -> Account:
+        """The account of ``view`` once it is there."""
+        return cls.from_view(await view)
 
     @classmethod
     def from_view(cls, view: AccountView) -> Account:

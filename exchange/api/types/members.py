@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 from strawberry.types import Info
@@ -162,8 +162,10 @@ class Member:
     ) -> list[Annotated[Account, strawberry.lazy("exchange.api.types.accounts")]] | None:
         from exchange.api.types.accounts import Account
 
-        views = await info.context.services.members.accounts(str(self.id), self.link_rows, self.activity)
-        return [Account.from_view(view) for view in views]
+        views = await info.context.services.members.accounts_as_answered(self.link_rows, self.activity)
+        # Awaitable items: graphql-core completes each account's fields as its partner answers,
+        # so that once the slowest has answered only its own account is left to complete.
+        return cast(list[Account], [Account.answered(view) for view in views])
 
     @strawberry.field(
         description="The member's coalition points by when they expire, soonest first: one entry per "
