@@ -121,3 +121,18 @@ async def test_a_statement_that_is_wrong_stays_an_unexpected_error_and_the_conne
     with pytest.raises(psycopg.errors.DivisionByZero):
         await pg_db.read(select(literal_column("1 / 0")), {})
     assert await backend_pid(pg_db) == pid
+
+
+async def test_a_connection_that_breaks_during_a_read_is_service_unavailable_and_replaced(pg_db: Database) -> None:
+    reading = asyncio.ensure_future(pg_db.read(select(func.pg_backend_pid(), func.pg_sleep(5)), {}))
+    await asyncio.sleep(0.3)
+    async with pg_db.transaction() as admin:
+        terminated = await admin.exec(  # type: ignore[call-overload]
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+            )
+        )
+        assert terminated.all() == [(True,)]
+    with pytest.raises(DatabaseUnavailable):
+        await asyncio.wait_for(reading, 5)
+    assert await backend_pid(pg_db) > 0  # the next read gets a connection of its own
