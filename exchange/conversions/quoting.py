@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.db.database import Database
+from exchange.db.direct import loaded
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
@@ -74,15 +75,19 @@ def _reading(count: int) -> Select[Any]:
     )
 
 
-async def _read(session: AsyncSession, member_id: str, keys: Sequence[str]) -> _Read:
+#: Where a row of ``_reading`` has the member's activity markers: after the revision and the link's columns.
+_MARKERS = 1 + len(LinkedAccount.__table__.columns)  # type: ignore[attr-defined]
+
+
+async def _read(db: Database, member_id: str, keys: Sequence[str]) -> _Read:
     params = {"member_id": member_id} | {f"key_{index}": key for index, key in enumerate(keys)}
-    rows = (await session.exec(_reading(len(keys)), params=params)).all()  # type: ignore[call-overload]
+    rows = await db.read(_reading(len(keys)), params)
     first = rows[0]
     return _Read(
-        links=[row[1] for row in rows if row[1] is not None],
-        activity=ActivityMarkers(balances=first[2] or 0, tiers=first[3] or 0),
+        links=[loaded(LinkedAccount, row[1:_MARKERS]) for row in rows if row[1] is not None],
+        activity=ActivityMarkers(balances=first[_MARKERS] or 0, tiers=first[_MARKERS + 1] or 0),
         revision=first[0],
-        used={key: used for key, used in zip(keys, first[4:], strict=True) if used is not None},
+        used={key: used for key, used in zip(keys, first[_MARKERS + 2 :], strict=True) if used is not None},
     )
 
 
@@ -115,13 +120,14 @@ class Quoting:
         catalog.program(source, field="fromProgram")  # an unknown program is not found, before anything else
         catalog.program(target, field="toProgram")
         now = self.clock.now()
+        async with self.db.autocommit() as session:  # reads only if rates changed since the book
+            book = await self.books.at(session, now)
+        keys = self._keys(_chains_or_none(catalog, book, source, target, now), member_id, now)
+        read = await _read(self.db, member_id, keys)
+        members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
+        quotes.check_request(points, source, target)
         # Neither statement needs the other's snapshot or locks: each commits on its own.
         async with self.db.autocommit() as session:
-            book = await self.books.at(session, now)
-            keys = self._keys(_chains_or_none(catalog, book, source, target, now), member_id, now)
-            read = await _read(session, member_id, keys)
-            members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
-            quotes.check_request(points, source, target)
             if read.revision != book.revision:  # rates or promotions changed since the book was read
                 book = await self.books.at(session, now, revision=read.revision)
             chains = _chains(catalog, book, source, target, now)
