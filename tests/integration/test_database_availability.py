@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -26,15 +25,6 @@ from exchange.settings import Settings, normalize_database_url
 from exchange.testing.databases import SqliteDatabases
 from exchange.testing.postgres import ThrowawayCluster
 from tests.integration.test_cli import run
-
-
-@pytest.fixture
-async def outage_db(own_postgres_cluster: ThrowawayCluster) -> AsyncIterator[Database]:
-    database = Database.from_url(own_postgres_cluster.url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def backend_pids(db: Database, units: int = 4) -> set[int]:

@@ -4,7 +4,6 @@ on PostgreSQL, with outages met as a unit of work meets them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -26,15 +25,6 @@ MEMBERS_SINCE = (
     .where(col(Member.created_at) >= bindparam("since"), col(Member.id) != "mbr_left_out")
     .order_by(col(Member.id))
 )
-
-
-@pytest.fixture
-async def outage_db(own_postgres_cluster: ThrowawayCluster) -> AsyncIterator[Database]:
-    database = Database.from_url(own_postgres_cluster.url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def backend_pid(db: Database) -> int:

@@ -9,36 +9,14 @@ PostgreSQL (the marker is moved by the database itself, in each dialect its own 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import aiosqlite
 import pytest
 
-from exchange.members.models import LinkedAccount
 from exchange.sandbox.faults import FaultKind
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import RunningSandbox, SandboxFleet
 
 ACCOUNTS = "{ me { accounts { program { id } balance tier } } }"
-
-
-@pytest.fixture
-async def bob(kit: ExchangeKit) -> str:
-    """bob at harbor-bank (25,000 points, Platinum Card), also linked as carol at formosa-air
-    (3,000 miles, Base); his token."""
-    token = await kit.member_token("harbor-bank", "bob")
-    member_id = (await kit.data("{ me { id } }", token))["me"]["id"]
-    async with kit.db.transaction() as session:
-        session.add(
-            LinkedAccount(
-                member_id=member_id,
-                program_id="formosa-air",
-                member_ref="carol",
-                linked_at=datetime.now(UTC),
-                established_by="assertion",
-            )
-        )
-    return token
 
 
 async def accounts(kit: ExchangeKit, token: str) -> dict[str, tuple[int, str]]:

@@ -4,13 +4,11 @@ has answered, only its own account is left to complete, not every account."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 
 from exchange.api.types.accounts import Account
 from exchange.federation.accounts import AccountView
-from exchange.members.models import LinkedAccount
 from exchange.testing.kit import ExchangeKit
 from exchange.testing.sandboxes import SandboxFleet
 
@@ -18,20 +16,8 @@ SLOW_MS = 1000
 
 
 async def test_each_account_is_completed_as_its_partner_answers(
-    kit: ExchangeKit, fleet: SandboxFleet, monkeypatch: pytest.MonkeyPatch
+    kit: ExchangeKit, fleet: SandboxFleet, bob: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = await kit.member_token("harbor-bank", "bob")
-    member_id = (await kit.data("{ me { id } }", token))["me"]["id"]
-    async with kit.db.transaction() as session:
-        session.add(
-            LinkedAccount(
-                member_id=member_id,
-                program_id="formosa-air",
-                member_ref="carol",
-                linked_at=datetime.now(UTC),
-                established_by="assertion",
-            )
-        )
     await fleet["formosa-air"].admin.set_faults(latency_ms=SLOW_MS)
     completed: dict[str, float] = {}
     from_view = Account.from_view
@@ -43,7 +29,7 @@ async def test_each_account_is_completed_as_its_partner_answers(
     monkeypatch.setattr(Account, "from_view", noting_when)
     asked = time.monotonic()
 
-    accounts = (await kit.data("{ me { accounts { program { id } balance } } }", token))["me"]["accounts"]
+    accounts = (await kit.data("{ me { accounts { program { id } balance } } }", bob))["me"]["accounts"]
 
     assert {account["program"]["id"] for account in accounts} == {"harbor-bank", "formosa-air", "coalition"}
     assert completed["formosa-air"] - asked >= SLOW_MS / 1000
