@@ -41,7 +41,7 @@ from exchange.auth.principal import Principal
 from exchange.auth.scopes import InvalidScope, Role, Scope, StoredScopes, parse_scopes, scope_text
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.db.direct import loaded
+from exchange.db.direct import loaded, width
 from exchange.members.models import LinkedAccount, Member, MemberView
 
 #: RFC 9068's media type for JWT access tokens, in the ``typ`` header. Requiring it keeps any
@@ -201,7 +201,7 @@ _STANDING = _standing(OAuthClient.scope)
 _MEMBER_STANDING_ITSELF = _standing(OAuthClient.member_scope).subquery("standing")
 _STANDING_COLUMNS = len(_STANDING.selected_columns)
 #: Where a row of ``_MEMBER_STANDING`` has its account's columns; the member's come before.
-_ACCOUNT_COLUMNS = _STANDING_COLUMNS + len(Member.__table__.columns)  # type: ignore[attr-defined]
+_ACCOUNT_COLUMNS = _STANDING_COLUMNS + width(Member)
 #: A member token's standing, with the member and their linked accounts: one row per account
 #: (one, with no account, for a member without any or gone). The accounts answer a sixth check,
 #: whether the member's account at the program whose partner asserted them is still linked;
@@ -290,7 +290,8 @@ class TokenVerifier:
         of this kind may carry now (:attr:`~exchange.auth.principal.Principal.client_scopes`)
         and, a member's, their view (:attr:`~exchange.auth.principal.Principal.member_view`).
 
-        Read through ``session`` inside a unit of work, else on its own (:meth:`Database.read`)."""
+        Read through ``session`` inside a unit of work, else on its own (:meth:`Database.read`
+        says how)."""
         principal = verified.principal
         issued_second_ended = datetime.fromtimestamp(int(verified.claims["iat"]) + 1, UTC)
         params = {
@@ -301,9 +302,9 @@ class TokenVerifier:
             "issued_second_ended": issued_second_ended,
         }
         if principal.role is not Role.MEMBER:
-            (standing,) = await self._read(_STANDING, params, session)
+            (standing,) = await self._db.read(_STANDING, params, session)
             return replace(principal, client_scopes=_scopes_in_standing(standing))
-        rows = await self._read(_MEMBER_STANDING, params | {"member_id": principal.member_id}, session)
+        rows = await self._db.read(_MEMBER_STANDING, params | {"member_id": principal.member_id}, session)
         client_scopes = _scopes_in_standing(rows[0][:_STANDING_COLUMNS])
         member_columns = rows[0][_STANDING_COLUMNS:_ACCOUNT_COLUMNS]
         member = None if member_columns[0] is None else loaded(Member, member_columns)
@@ -313,13 +314,6 @@ class TokenVerifier:
         ):
             raise InvalidAccessToken(unlinked_since(str(principal.asserted_by)))
         return replace(principal, client_scopes=client_scopes, member_view=MemberView(member, accounts))
-
-    async def _read(
-        self, statement: Any, params: dict[str, Any], session: AsyncSession | None
-    ) -> Sequence[Sequence[Any]]:
-        if session is None:
-            return await self._db.read(statement, params)
-        return (await (await session.connection()).execute(statement, params)).all()
 
     async def _verify_signed(self, token: str, session: AsyncSession | None) -> VerifiedToken:
         """Signature by a published key, header and RFC 9068 claims (not revocation)."""

@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.db.database import Database
-from exchange.db.direct import loaded
+from exchange.db.direct import loaded, width
 from exchange.errors import ExchangeError
 from exchange.federation.accounts import Federation
 from exchange.members import service as members
@@ -76,7 +76,7 @@ def _reading(count: int) -> Select[Any]:
 
 
 #: Where a row of ``_reading`` has the member's activity markers: after the revision and the link's columns.
-_MARKERS = 1 + len(LinkedAccount.__table__.columns)  # type: ignore[attr-defined]
+_MARKERS = 1 + width(LinkedAccount)
 
 
 async def _read(db: Database, member_id: str, keys: Sequence[str]) -> _Read:

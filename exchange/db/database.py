@@ -114,6 +114,14 @@ def _unavailable_on_outage() -> Iterator[None]:
         raise DatabaseUnavailable() from error
 
 
+async def _core_rows(
+    session: AsyncSession, statement: Select[Any], values: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """The rows of ``statement`` as columns (not ORM instances), on ``session``'s connection."""
+    rows: Sequence[Sequence[Any]] = (await (await session.connection()).execute(statement, values)).all()
+    return rows
+
+
 class NestedUnitOfWork(RuntimeError):
     """A unit of work opened inside another by the same task, on SQLite's one connection: a
     programming error (it would wait for itself)."""
@@ -222,16 +230,20 @@ class Database:
             async with self._autocommit_sessions() as session:
                 yield session
 
-    async def read(self, statement: Select[Any], values: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """The rows of ``statement``, one statement committed on its own as in :meth:`autocommit`,
-        with ``values`` bound; an ORM entity selected comes as its columns, in the table's order.
-        On PostgreSQL straight through psycopg (:mod:`exchange.db.direct`): for the reads every
-        request sends, at a third of the CPU a session costs."""
+    async def read(
+        self, statement: Select[Any], values: Mapping[str, Any], session: AsyncSession | None = None
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of ``statement`` with ``values`` bound; an ORM entity selected comes as its
+        columns, in the table's order. Inside a unit of work, through its ``session``; else one
+        statement committed on its own as in :meth:`autocommit`, on PostgreSQL straight through
+        psycopg (:mod:`exchange.db.direct`): for the reads every request sends, at a third of the
+        CPU a session costs."""
+        if session is not None:
+            return await _core_rows(session, statement, values)
         if self.direct is not None:
             return await self.direct.rows(statement, values)
-        async with self.autocommit() as session:
-            rows: Sequence[Sequence[Any]] = (await (await session.connection()).execute(statement, values)).all()
-            return rows
+        async with self.autocommit() as own:
+            return await _core_rows(own, statement, values)
 
     def _refuse_nesting(self) -> None:
         """On SQLite, whose units of work take the one connection in turn, a task that opens a

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import URL, Select
+from sqlalchemy import URL, Select, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
@@ -55,8 +55,18 @@ def loaded(model: type[M], values: Sequence[Any]) -> M:
     for reading, not for adding to one (that would insert it). A tenth of what the constructor
     costs, which validates."""
     instance: M = model._sa_class_manager.new_instance()  # type: ignore[attr-defined]  # SQLAlchemy's mapped class
-    instance.__dict__.update(zip(model.__table__.columns.keys(), values, strict=True))  # type: ignore[attr-defined]
+    instance.__dict__.update(zip(_table(model).columns.keys(), values, strict=True))
     return instance
+
+
+def width(model: type[SQLModel]) -> int:
+    """How many columns a select of table model ``model``'s entity reads."""
+    return len(_table(model).columns)
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]  # a table model's
+    return table
 
 
 @dataclass(slots=True)
