@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -322,11 +323,38 @@ def ensure_data_dir(directory: Path, *, name: str, remedy: str) -> None:
         raise ConfigurationError(f"{name} cannot write to its data directory {directory}; {remedy}")
 
 
+#: Where :func:`free_port` looks: from here to the first port of the kernel's ephemeral range.
+LOWEST_CHOSEN_PORT = 10_000
+_port_choice = random.Random()  # its own: a test's seeding of the module's generator does not reach it
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for a server whose URL must be known first)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free now (for a server whose URL must be known first).
+
+    Chosen at random below the kernel's ephemeral range, not by binding port 0: a port from that
+    range can become the source port of any connection this machine opens before the server
+    binds it (two halves of the test suite open many), and one outside it can only be taken by
+    another server choosing the same one.
+    """
+    for _ in range(100):
+        port = _port_choice.randrange(LOWEST_CHOSEN_PORT, _first_ephemeral_port() or 65_536)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ConfigurationError(f"no free port on 127.0.0.1 between {LOWEST_CHOSEN_PORT} and the ephemeral range")
+
+
+def _first_ephemeral_port() -> int | None:
+    """The lowest port the kernel gives out as a connection's source port (Linux's default
+    32768 where it does not say), or None when that range leaves no room below it."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32_768
+    return first if first > LOWEST_CHOSEN_PORT + 1_000 else None
 
 
 @dataclass

@@ -1,13 +1,15 @@
-"""A server's listening socket, bound before the server starts (exchange.serving)."""
+"""A server's listening socket, bound before the server starts, and the port chosen for one (exchange.serving)."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
+from exchange import serving
 from exchange.errors import ConfigurationError
-from exchange.serving import listening_socket
+from exchange.serving import LOWEST_CHOSEN_PORT, free_port, listening_socket
 
 
 def test_connections_accepted_on_the_listening_socket_send_small_writes_at_once() -> None:
@@ -40,3 +42,30 @@ def test_an_address_this_machine_does_not_have_is_named_without_blaming_the_port
         "the gateway cannot listen on 192.0.2.1:8000: Cannot assign requested address; "
         "listen on an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
     )
+
+
+def test_a_port_chosen_ahead_is_free_and_never_one_an_outgoing_connection_could_take() -> None:
+    """A port from the ephemeral range can become a connection's source port before the server
+    binds it; free_port chooses below that range, so only another server could take it."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(50)}
+    assert all(LOWEST_CHOSEN_PORT <= port < first_ephemeral for port in ports)
+    assert len(ports) > 40  # chosen at random: two servers starting together rarely meet
+    with listening_socket("127.0.0.1", ports.pop()) as listener:
+        listener.listen()
+
+
+def test_a_port_something_listens_on_is_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    with listening_socket("127.0.0.1", free_port()) as holder:
+        holder.listen()
+        taken = holder.getsockname()[1]
+        choose = serving._port_choice.randrange
+        chosen: list[int] = []
+
+        def taken_twice_first(low: int, high: int) -> int:
+            chosen.append(taken if len(chosen) < 2 else choose(low, high))
+            return chosen[-1]
+
+        monkeypatch.setattr(serving._port_choice, "randrange", taken_twice_first)
+        port = free_port()
+    assert chosen[:2] == [taken, taken] and port == chosen[-1] != taken
