@@ -3,7 +3,8 @@
 The conversion benchmark finds the database client to be the largest part of the gateway's
 CPU per conversion. This measures the client alone, on one primary-key read of one row: as the
 exchange sends it (a unit of work from ``Database``: a session, its pooled connection, the
-ORM-enabled statement), as SQLAlchemy Core sends it on a pooled connection in autocommit mode, as
+ORM-enabled statement; or the same unit of work sending it straight to psycopg, as
+``direct.execute`` sends the sagas' and the ledger's statements), as SQLAlchemy Core sends it on a pooled connection in autocommit mode, as
 ``Database.read`` sends it (compiled by SQLAlchemy once, sent by psycopg on a connection of its
 small pool), and as psycopg sends it on an open connection. Only this process's CPU is counted (``time.process_time``),
 not the server's; ``--concurrency`` tasks share the event loop, as a worker's requests do.
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select
 
+from exchange.db import direct
 from exchange.db.database import Database, create_engine
 from exchange.testing.postgres import ThrowawayCluster
 
@@ -74,6 +76,10 @@ async def main(arguments: argparse.Namespace) -> None:
             async with db.transaction() as session:
                 return (await session.exec(READ, params={"id": row})).one()  # type: ignore[call-overload]
 
+        async def unit_of_work_direct(row: int) -> object:
+            async with db.transaction() as session:
+                return (await direct.execute(session, READ, {"id": row})).one()
+
         async def core_connection(row: int) -> object:
             async with autocommit_engine.connect() as connection:
                 return (await connection.execute(READ, {"id": row})).one()
@@ -91,6 +97,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
         ways: dict[str, Way] = {
             "Database.transaction(), session.exec": unit_of_work,
+            "Database.transaction(), direct.execute": unit_of_work_direct,
             "Database.autocommit(), session.exec": autocommit_session,
             "pooled autocommit connection, Core": core_connection,
             "Database.read (psycopg, own pool)": direct_read,

@@ -65,15 +65,15 @@ def statements_of(db: Database) -> Iterator[list[tuple[str, Any]]]:
         if db.direct is None:
             yield sent
             return
-        direct = db.direct
-        rows = direct.rows
+        statements = db.direct
+        run = statements.run
 
         async def recorded(statement: Any, values: Any) -> Any:
             sent.append((str(statement), values))
-            return await rows(statement, values)
+            return await run(statement, values)
 
-        direct.rows = recorded  # type: ignore[method-assign]
+        statements.run = recorded  # type: ignore[method-assign]
         try:
             yield sent
         finally:
-            del direct.rows
+            del statements.run

@@ -21,8 +21,10 @@ from sqlalchemy import Select, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.elements import ClauseElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.db.availability import (
     DatabaseRefused,
     DatabaseUnavailable,
@@ -32,7 +34,7 @@ from exchange.db.availability import (
     mark_connect_failures,
     refused_by_configuration,
 )
-from exchange.db.direct import DirectReads
+from exchange.db.direct import DirectStatements
 from exchange.settings import normalize_database_url
 
 #: Connections each pool keeps (and as many again it may open besides, under load).
@@ -144,7 +146,7 @@ class Database:
     """
 
     def __init__(
-        self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None, direct: DirectReads | None = None
+        self, engine: AsyncEngine, autocommit_engine: AsyncEngine | None = None, direct: DirectStatements | None = None
     ) -> None:
         self.engine = engine
         self._autocommit_engine = autocommit_engine
@@ -170,7 +172,9 @@ class Database:
             return cls(engine)
         size = options.get("pool_size", DEFAULT_POOL_SIZE)
         return cls(
-            engine, create_engine(url, **options, autocommit=True), DirectReads(engine.url, engine.dialect, size=size)
+            engine,
+            create_engine(url, **options, autocommit=True),
+            DirectStatements(engine.url, engine.dialect, size=size),
         )
 
     @property
@@ -241,9 +245,20 @@ class Database:
         if session is not None:
             return await _core_rows(session, statement, values)
         if self.direct is not None:
-            return await self.direct.rows(statement, values)
+            return (await self.direct.run(statement, values)).rows
         async with self.autocommit() as own:
             return await _core_rows(own, statement, values)
+
+    async def write(self, statement: ClauseElement, values: Mapping[str, Any]) -> None:
+        """One write committed on its own, as in :meth:`autocommit` (it needs no other
+        statement's company), with ``values`` bound: on PostgreSQL straight through psycopg, as
+        :meth:`read` sends its reads. ``statement`` is built once and names every column it
+        writes (no default is filled in for it)."""
+        if self.direct is not None:
+            await self.direct.run(statement, values)
+            return
+        async with self.autocommit() as own:
+            await direct.execute(own, statement, values)
 
     def _refuse_nesting(self) -> None:
         """On SQLite, whose units of work take the one connection in turn, a task that opens a

@@ -1,38 +1,47 @@
-"""Reads of one statement sent straight to psycopg (PostgreSQL), past SQLAlchemy's execution.
+"""Statements sent straight to psycopg (PostgreSQL), past SQLAlchemy's execution.
 
-Through SQLAlchemy's async engine a statement costs about half a millisecond of CPU more than
-psycopg's own execution of it: the pool's checkout and return and the execution each switch
-greenlets, and the execution context, the result and, for ORM entities, the instances are built
-in Python. For the statement every request sends (a token's standing) that was the largest part
-of the request's own work. :class:`DirectReads` runs such reads for a third of that.
+Through SQLAlchemy's async engine, a statement committed on its own costs about 0.3 ms of CPU
+more than psycopg's own execution of it: the session, the pool's checkout and return, the
+execution context, the result and, for ORM entities, the instances are built in Python, with
+greenlet switches between. Inside a unit of work a statement costs about 50 µs more (bench/
+db_client.py). For the statements every request or every conversion sends, that adds up.
 
 A statement is still a SQLAlchemy expression: it is compiled once for PostgreSQL, and its
 parameters and columns go through their types' processing as SQLAlchemy's execution would put
-them through it, so a read gives here the values it gives there. Each read commits on its own
-(no BEGIN, no COMMIT), as :meth:`~exchange.db.database.Database.autocommit` does: a read of one
-statement needs no transaction around it.
+them through it, so a statement gives here the values it gives there. It is sent two ways:
 
-The connections are psycopg's own, in autocommit mode, pooled here. The pool connects when a
-read needs a connection and none is idle, so an outage is met at once, as the engine's pool
-meets it (:class:`~exchange.db.availability.DatabaseUnavailable`), rather than waited out while
-a pool refills in the background (``psycopg_pool``'s way); an idle connection the server closed
-is dropped as it is taken (:func:`~exchange.db.availability.closed_by_server`), as the engine's
-pool drops it, so reads after a failover do not fail on connections to the old primary.
+- :class:`DirectStatements` runs statements that need no other's company (a read of one
+  statement, a lone insert) on psycopg connections of its own, in autocommit mode, pooled here:
+  each commits on its own (no BEGIN, no COMMIT), as
+  :meth:`~exchange.db.database.Database.autocommit` does. The pool connects when a statement
+  needs a connection and none is idle, so an outage is met at once, as the engine's pool meets it
+  (:class:`~exchange.db.availability.DatabaseUnavailable`), rather than waited out while a pool
+  refills in the background (``psycopg_pool``'s way); an idle connection the server closed is
+  dropped as it is taken (:func:`~exchange.db.availability.closed_by_server`), as the engine's
+  pool drops it, so reads after a failover do not fail on connections to the old primary.
+- :func:`execute` runs a statement inside a unit of work, on the psycopg connection under its
+  session: in the session's transaction, beside whatever the session itself sends (on SQLite,
+  through the session's connection as SQLAlchemy executes it). The hot statements of the
+  sagas and the ledger go this way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from sqlalchemy import URL, Select, Table
+from sqlalchemy import URL, Executable, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.db.availability import (
     DatabaseRefused,
@@ -70,8 +79,8 @@ def _table(model: type[SQLModel]) -> Table:
 
 
 @dataclass(slots=True)
-class CompiledRead:
-    """A select compiled for a dialect, with what SQLAlchemy's execution would do around it."""
+class CompiledStatement:
+    """A statement compiled for a dialect, with what SQLAlchemy's execution would do around it."""
 
     sql: str
     dialect: Dialect
@@ -79,25 +88,34 @@ class CompiledRead:
     literals: Mapping[str, Any]
     #: The processing of each parameter's type (``process_bind_param``), where it has one.
     binds: Mapping[str, Processor]
-    #: Each column's type, in column order.
+    #: Each column's type, in column order (none known for a text statement).
     types: tuple[TypeEngine[Any], ...]
     #: The processing of each column's type (``process_result_value``), once a first result has
     #: said which type the server sends for each (SQLAlchemy's processing of some depends on it).
     readers: tuple[Processor | None, ...] | None = None
+    #: The rows' class: a named tuple of the result's column names, made at the first result.
+    row: type[tuple[Any, ...]] | None = None
 
     @classmethod
-    def of(cls, statement: Select[Any], dialect: Dialect) -> CompiledRead:
+    def of(cls, statement: ClauseElement, dialect: Dialect) -> CompiledStatement:
         compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        required = {name for name, parameter in compiled.binds.items() if parameter.required}
+        sql, values = str(compiled), {name: parameter.effective_value for name, parameter in compiled.binds.items()}
+        if compiled.post_compile_params:
+            # An IN of values given in the expression: rendered once, as each execution would render it.
+            if any(parameter.required for parameter in compiled.post_compile_params):
+                raise ValueError(f"{sql!r} expands a list bound at each execution: bind an array (= ANY) instead")
+            expanded = compiled.construct_expanded_state(dict.fromkeys(required), escape_names=False)
+            sql, values = expanded.statement, dict(expanded.parameters)
         binds = {
             name: processor
             for name, parameter in compiled.binds.items()
             if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        literals = {
-            name: parameter.effective_value for name, parameter in compiled.binds.items() if not parameter.required
-        }
-        types = tuple(column.type for column in statement.selected_columns)
-        return cls(str(compiled), dialect, literals, binds, types)
+        literals = {name: value for name, value in values.items() if name not in required}
+        types = tuple(column.type for column in getattr(statement, "exported_columns", ()))
+        return cls(sql, dialect, literals, binds, types)
 
     def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The statement's parameters with ``values`` bound, each processed by its type."""
@@ -106,23 +124,105 @@ class CompiledRead:
 
     def rows(self, fetched: Sequence[Sequence[Any]], description: Sequence[psycopg.Column]) -> list[tuple[Any, ...]]:
         """The rows as the driver returned them (with the result's ``description``), each
-        column processed by its type."""
-        if self.readers is None:
-            self.readers = tuple(
-                kind.dialect_impl(self.dialect).result_processor(self.dialect, column.type_code)
-                for kind, column in zip(self.types, description, strict=True)
+        column processed by its type, as named tuples of the columns' names."""
+        if self.readers is None or self.row is None:
+            kinds: Sequence[TypeEngine[Any] | None] = (
+                self.types if len(self.types) == len(description) else (None,) * len(description)
             )
-        readers = self.readers
+            self.readers = tuple(
+                None
+                if kind is None
+                else kind.dialect_impl(self.dialect).result_processor(self.dialect, column.type_code)
+                for kind, column in zip(kinds, description, strict=True)
+            )
+            self.row = namedtuple("Row", [column.name for column in description], rename=True)  # type: ignore[misc]  # made per statement
+        readers, row = self.readers, self.row
         return [
-            tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=True))
-            for row in fetched
+            row(*(value if read is None else read(value) for read, value in zip(readers, fetched_row, strict=True)))
+            for fetched_row in fetched
         ]
 
 
-class DirectReads:
-    """Reads of one statement each on psycopg connections of their own, at most ``size`` at once.
+_compiled: dict[tuple[ClauseElement, str], CompiledStatement] = {}
 
-    A read that waits ``timeout`` seconds for a connection (all in use), that cannot connect,
+
+def compiled_for(statement: ClauseElement, dialect: Dialect) -> CompiledStatement:
+    """``statement`` compiled for ``dialect``, at its first use, and kept: pass statements built
+    once (module constants, cached builders), not one per execution."""
+    key = (statement, dialect.name)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        if len(_compiled) >= _COMPILED_KEPT:  # statements built per execution: they are not kept
+            _compiled.clear()
+        compiled = _compiled[key] = CompiledStatement.of(statement, dialect)
+    return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """What a statement sent by :func:`execute` returned: its rows (each a tuple whose columns
+    also read by name) and how many rows it changed."""
+
+    rows: Sequence[Any]
+    rowcount: int
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise ValueError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def all(self) -> Sequence[Any]:
+        return self.rows
+
+    def scalars(self) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in self.rows]
+
+
+async def execute(session: AsyncSession, statement: ClauseElement, values: Mapping[str, Any] | None = None) -> Rows:
+    """Run ``statement`` (built once: see :func:`compiled_for`) with ``values`` in ``session``'s
+    unit of work. On PostgreSQL it goes straight to the psycopg connection under the session, in
+    its transaction; one the error broke (or the server refusing it now: a failover, a shutdown)
+    raises :class:`DatabaseUnavailable` and is not used again. On SQLite, through the session's
+    connection as SQLAlchemy executes it."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        result = await connection.execute(cast(Executable, statement), values)
+        return Rows(result.all() if result.returns_rows else (), result.rowcount)
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    try:
+        return await _sent(driver, compiled_for(statement, connection.dialect), values or {})
+    except DatabaseUnavailable:
+        await connection.invalidate()
+        raise
+
+
+async def _sent(driver: psycopg.AsyncConnection[Any], compiled: CompiledStatement, values: Mapping[str, Any]) -> Rows:
+    """``compiled`` with ``values``, sent on ``driver``; a connection the error broke, or the
+    server refusing the statement now, raises :class:`DatabaseUnavailable`."""
+    try:
+        cursor = await driver.execute(compiled.sql, compiled.parameters(values))
+        description = cursor.description
+        fetched = await cursor.fetchall() if description else []
+    except psycopg.Error as error:
+        if driver.closed or server_not_now(error):  # closed: broken by the error
+            raise DatabaseUnavailable() from error
+        raise
+    return Rows(compiled.rows(fetched, description) if description else (), cursor.rowcount)
+
+
+class DirectStatements:
+    """Statements that each commit on their own, on psycopg connections of their own, at most
+    ``size`` at once.
+
+    A statement that waits ``timeout`` seconds for a connection (all in use), that cannot connect,
     or whose connection breaks, raises :class:`DatabaseUnavailable` (:class:`DatabaseRefused`
     when the server refuses the credentials or the database name), as a unit of work does.
     A connection older than ``recycle`` seconds is closed instead of used, as the engine's pool
@@ -139,7 +239,6 @@ class DirectReads:
         self._free = asyncio.Semaphore(size)
         #: Idle connections, each with the moment it was made; the last returned is taken first.
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
-        self._compiled: dict[Select[Any], CompiledRead] = {}
         self._open = True
 
     @property
@@ -147,15 +246,11 @@ class DirectReads:
         """How many connections it may hold open at once."""
         return self._size
 
-    async def rows(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Every row ``statement`` reads with ``values`` bound. ``statement`` is compiled at its
-        first read and kept: pass statements built once (module constants), not one per read."""
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            if len(self._compiled) >= _COMPILED_KEPT:  # statements built per read: they are not kept
-                self._compiled.clear()
-            compiled = self._compiled[statement] = CompiledRead.of(statement, self._dialect)
-        parameters = compiled.parameters(values)
+    async def run(self, statement: ClauseElement, values: Mapping[str, Any]) -> Rows:
+        """``statement`` with ``values`` bound, committed on its own. ``statement`` is compiled
+        at its first use and kept: pass statements built once (module constants), not one per
+        use."""
+        compiled = compiled_for(statement, self._dialect)
         try:
             async with asyncio.timeout(self._timeout):
                 await self._free.acquire()
@@ -164,18 +259,11 @@ class DirectReads:
         try:
             connection, made = await self._connection()
             try:
-                cursor = await connection.execute(compiled.sql, parameters)
-                fetched = await cursor.fetchall()
-                description = cursor.description or []
-            except psycopg.Error as error:
-                if connection.closed or server_not_now(error):  # closed: broken by the error
-                    raise DatabaseUnavailable() from error
-                raise
+                return await _sent(connection, compiled, values)
             finally:
                 await self._give_back(connection, made)
         finally:
             self._free.release()
-        return compiled.rows(fetched, description)
 
     async def _connection(self) -> tuple[psycopg.AsyncConnection[Any], float]:
         while self._idle:

@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
-from exchange.db.direct import DirectReads, loaded
+from exchange.db.direct import DirectStatements, loaded
 from exchange.members.models import Member
 from exchange.testing.postgres import ThrowawayCluster
 
@@ -79,14 +79,14 @@ async def test_an_outage_is_service_unavailable_and_reads_go_on_once_the_server_
 
 
 async def test_waiting_too_long_for_a_connection_is_service_unavailable(pg_db: Database) -> None:
-    reads = DirectReads(pg_db.engine.url, pg_db.engine.dialect, size=1, timeout=0.2)
+    reads = DirectStatements(pg_db.engine.url, pg_db.engine.dialect, size=1, timeout=0.2)
     try:
-        holding = asyncio.ensure_future(reads.rows(select(func.pg_sleep(1)), {}))
+        holding = asyncio.ensure_future(reads.run(select(func.pg_sleep(1)), {}))
         await asyncio.sleep(0.1)
         with pytest.raises(DatabaseUnavailable):
-            await reads.rows(select(func.pg_backend_pid()), {})
+            await reads.run(select(func.pg_backend_pid()), {})
         await holding
-        assert await reads.rows(select(literal_column("1")), {}) == [(1,)]
+        assert (await reads.run(select(literal_column("1")), {})).rows == [(1,)]
     finally:
         await reads.close()
 
