@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.db.dialects import Insert
 from exchange.errors import IdempotencyConflict
 
@@ -81,16 +82,20 @@ async def record_once(
     same: Callable[[Row], bool],
 ) -> tuple[Row | None, bool]:
     """Insert a saga's first row under the member's key (``claim``, made by :func:`claiming`,
-    with ``params``), in the caller's unit of work.
+    with ``params``), in the caller's unit of work. A claim given ``params`` is one built once
+    (its values are all parameters): it goes straight to the driver (:func:`direct.execute`).
 
     ``(row, True)``: inserted now. ``(row, False)``: the key holds a row for the same request
     (``same``), nothing was inserted. ``(None, False)``: nothing inserted and the key holds
     nothing: the ``SELECT`` found nothing to insert, or another unique value was taken — the
     caller says why. ``IdempotencyConflict`` if the key holds a row for another request.
     """
-    created = (await session.exec(claim, params=params)).first()
+    if params is None:
+        created = (await session.exec(claim)).first()
+    else:  # built once: sent straight to the driver
+        created = (await direct.execute(session, claim, params)).first()
     if created is not None:
-        return _row(model, created._mapping), True
+        return _row(model, created._asdict()), True
     existing = await keyed(session, model, member_id, key)
     if existing is None:
         return None, False

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
 from exchange.db.database import Database
@@ -126,7 +125,7 @@ class Quoting:
         read = await _read(self.db, member_id, keys)
         members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
         quotes.check_request(points, source, target)
-        # Neither statement needs the other's snapshot or locks: each commits on its own.
+        # No statement needs another's snapshot or locks: each commits on its own.
         async with self.db.autocommit() as session:
             if read.revision != book.revision:  # rates or promotions changed since the book was read
                 book = await self.books.at(session, now, revision=read.revision)
@@ -135,12 +134,10 @@ class Quoting:
             missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
             if missing:
                 used = used | await limits.used(session, missing)
-            level = self.federation.cached_level(catalog, read.links, read.activity)
-            if level is not None:
-                return await self._store(session, member_id, level, read.activity.tiers, chains, points, used, now)
-        level = await self.federation.level(read.links, read.activity)
-        async with self.db.autocommit() as session:
-            return await self._store(session, member_id, level, read.activity.tiers, chains, points, used, now)
+        level = self.federation.cached_level(catalog, read.links, read.activity)
+        if level is None:
+            level = await self.federation.level(read.links, read.activity)
+        return await self._store(member_id, level, read.activity.tiers, chains, points, used, now)
 
     def _keys(self, chains: list[quotes.Chain], member_id: str, now: datetime) -> list[str]:
         """The limit counters any of ``chains`` counts against, each once, in key order."""
@@ -150,7 +147,6 @@ class Quoting:
 
     async def _store(
         self,
-        session: AsyncSession,
         member_id: str,
         level: int,
         tier_activity: int,
@@ -168,7 +164,7 @@ class Quoting:
             tier_activity=tier_activity,
         )
         quote = quotes.price_quote(request, chains, used, policy=self.policy, now=now)
-        await quotes.store_quote(session, quote)
+        await self.db.write(quotes.STORE, quotes.stored(quote))
         # A routed quote names its first leg's version.
         version = next(chain[0].version for chain in chains if chain[0].version.id == quote.rate_version_id)
         return PricedQuote(quote, version)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy import ARRAY, String, Table, bindparam, func, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.ledger.models import GENESIS_HASH, LedgerChainHead, LedgerShard, LedgerTransaction
 
 SHARDS: Table = LedgerShard.__table__  # type: ignore[attr-defined]
@@ -69,9 +70,9 @@ async def lock_shard(session: AsyncSession, home: int, shards: int) -> LockedSha
     """A shard among the first ``shards`` that no one holds, from ``home`` on; if all are held,
     ``home`` once its holder is done. Locked until ``session``'s unit of work ends."""
     params = {"home": home, "shards": shards}
-    row = (await session.exec(_FREE, params=params)).first()  # type: ignore[call-overload]  # a Core select
+    row = (await direct.execute(session, _FREE, params)).first()
     if row is None:
-        row = (await session.exec(_HOME, params=params)).one()  # type: ignore[call-overload]
+        row = (await direct.execute(session, _HOME, params)).one()
     return LockedShard(row.id, row.last_closed)
 
 
@@ -93,9 +94,7 @@ async def chain_state(
     hash for a chain not begun), and ``count`` seq numbers for the transactions to post."""
     if session.get_bind().dialect.name == "postgresql":
         rows = (
-            await session.exec(  # type: ignore[call-overload]
-                _POSTGRES_STATE, params={"shard": shard, "periods": list(periods), "count": count}
-            )
+            await direct.execute(session, _POSTGRES_STATE, {"shard": shard, "periods": list(periods), "count": count})
         ).all()
         ends = {row.period: row.hash for row in rows if row.period is not None}
         seqs = sorted(row.seq for row in rows if row.period is None)

@@ -32,6 +32,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from exchange.clock import Clock
+from exchange.db import direct
 from exchange.db.bulk import bulk_insert, one_of
 from exchange.db.commits import after_commit
 from exchange.db.dialects import insert as dialect_insert
@@ -481,9 +482,8 @@ async def _claim_ids(session: AsyncSession, keys: list[tuple[Any, ...]]) -> set[
         await bulk_insert(session, KEYS, KEY_COLUMNS, keys)
         return {key[0] for key in keys}
     ids, reverses, seqs, periods = (list(column) for column in zip(*sorted(keys), strict=True))
-    claimed = await session.exec(
-        _CLAIM_IDS,  # type: ignore[call-overload]  # a text statement
-        params={"ids": ids, "reverses": reverses, "seqs": seqs, "periods": periods},
+    claimed = await direct.execute(
+        session, _CLAIM_IDS, {"ids": ids, "reverses": reverses, "seqs": seqs, "periods": periods}
     )
     return set(claimed.scalars())
 
@@ -498,7 +498,7 @@ async def _post_one(
         params = dict(zip(TRANSACTION_COLUMNS, transaction, strict=True))
         for name, index in (("account_ids", 2), ("units", 3), ("amounts", 4), ("counterparties", 7)):
             params[name] = [entry[index] for entry in entries]
-        return (await session.exec(_POST_ONE, params=params)).first() is not None  # type: ignore[call-overload]
+        return (await direct.execute(session, _POST_ONE, params)).first() is not None
     claimed = await session.exec(_CLAIM_ONE, params=dict(zip(KEY_COLUMNS, key, strict=True)))
     if claimed.first() is None:
         return False

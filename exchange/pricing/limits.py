@@ -21,6 +21,7 @@ from sqlalchemy import BigInteger, String, TextClause, bindparam, case, text, up
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.errors import BadUserInput
 from exchange.pricing.errors import LimitExceeded
 from exchange.pricing.models import LimitUsage, RateVersion
@@ -205,7 +206,7 @@ async def reserve(session: AsyncSession, usages: Sequence[Usage]) -> None:
         params: dict[str, Any] = {}
         for index, usage in enumerate(usages):
             params |= {f"key_{index}": usage.key, f"amount_{index}": usage.amount, f"cap_{index}": usage.limit}
-        counted = set((await session.exec(_reservation(len(usages)), params=params)).scalars())  # type: ignore[call-overload]
+        counted = set((await direct.execute(session, _reservation(len(usages)), params)).scalars())
         if len(counted) == len(usages):
             return
     refused = [usage for usage in usages if usage.key not in counted]

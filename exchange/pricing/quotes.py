@@ -16,11 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.errors import BadUserInput, ExchangeError
 from exchange.pricing import limits, promotions, rates, routes
 from exchange.pricing.errors import NoRate, QuoteExpired, QuoteNotFound, QuoteTiersChanged
@@ -31,7 +33,8 @@ from exchange.programs.models import CoalitionSettings, Program
 from exchange.text import counted
 
 QUOTES: Table = Quote.__table__  # type: ignore[attr-defined]
-_STORE = insert(QUOTES)
+#: A quote written whole (:func:`stored`).
+STORE = insert(QUOTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +244,9 @@ def price_quote(
     )
 
 
-async def store_quote(session: AsyncSession, quote: Quote) -> None:
-    await session.exec(_STORE, params={column.name: getattr(quote, column.name) for column in QUOTES.columns})
+def stored(quote: Quote) -> dict[str, Any]:
+    """The values :data:`STORE` writes for ``quote``: every column's."""
+    return {column.name: getattr(quote, column.name) for column in QUOTES.columns}
 
 
 async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: QuotePolicy, now: datetime) -> Quote:
@@ -254,7 +258,7 @@ async def create_quote(session: AsyncSession, request: QuoteRequest, *, policy: 
     keys = {cap.key for chain in chains for cap in chain_caps(chain, request.member_id, now, policy.timezone)}
     used = await limits.used(session, sorted(keys))
     quote = price_quote(request, chains, used, policy=policy, now=now)
-    await store_quote(session, quote)
+    await direct.execute(session, STORE, stored(quote))
     return quote
 
 

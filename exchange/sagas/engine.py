@@ -60,6 +60,7 @@ from exchange.connectors.errors import (
     PartnerRefusal,
     PartnerUnavailable,
 )
+from exchange.db import direct
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, NotFound
@@ -520,8 +521,8 @@ class Saga(abc.ABC, Generic[Row]):
         }
         if event is not None and session.get_bind().dialect.name == "postgresql":
             params |= {f"event_{name}": value for name, value in outbox.columns(event).items()}
-            return (await session.exec(outbox.after(statement), params=params)).first() is not None
-        moved = (await session.exec(statement, params=params)).rowcount == 1
+            return (await direct.execute(session, outbox.after(statement), params)).first() is not None
+        moved = (await direct.execute(session, statement, params)).rowcount == 1
         if moved:
             await outbox.emit(session, event)
         return moved
