@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.db.database import Database
 
 T = TypeVar("T")
@@ -60,20 +61,28 @@ def statements_sent(*engines: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
 @contextmanager
 def statements_of(db: Database) -> Iterator[list[tuple[str, Any]]]:
     """Every statement ``db`` sends while the block runs, through its engines and straight
-    through psycopg (:meth:`Database.read`), with its parameters, in order."""
+    through psycopg (:meth:`Database.read` and :meth:`Database.write`, and
+    :func:`direct.execute` in its units of work), with its parameters, in order."""
     with statements_sent(*db.engines) as sent:
-        if db.direct is None:
+        if db.direct is None:  # SQLite: every statement goes through the engine
             yield sent
             return
-        statements = db.direct
-        run = statements.run
+        statements, run, execute = db.direct, db.direct.run, direct.execute
+        engines = {engine.sync_engine for engine in db.engines}
 
         async def recorded(statement: Any, values: Any) -> Any:
             sent.append((str(statement), values))
             return await run(statement, values)
 
+        async def executed(session: AsyncSession, statement: Any, values: Any = None) -> Any:
+            if session.get_bind() in engines:
+                sent.append((str(statement), values))
+            return await execute(session, statement, values)
+
         statements.run = recorded  # type: ignore[method-assign]
+        direct.execute = executed
         try:
             yield sent
         finally:
             del statements.run
+            direct.execute = execute

@@ -14,6 +14,7 @@ from exchange.db import direct
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.members.models import Member
+from tests.reads import statements_of
 
 MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 MADE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -96,3 +97,13 @@ async def test_a_connection_broken_in_a_unit_of_work_is_service_unavailable_and_
             await direct.execute(session, text("SELECT pg_sleep(5)"))
     await terminating
     assert await backend() != broken
+
+
+async def test_the_statements_a_test_counts_include_those_sent_straight(db: Database) -> None:
+    with statements_of(db) as sent:
+        async with db.transaction() as session:
+            await direct.execute(session, ADD_MEMBER, member("mbr_a"))
+        await db.write(ADD_MEMBER, member("mbr_b"))
+    assert [statement.split(" (")[0] for statement, _ in sent] == ["INSERT INTO member"] * 2
+    # By name on PostgreSQL, by position on SQLite (as SQLAlchemy sends them there).
+    assert [("mbr_a" in str(values), "mbr_b" in str(values)) for _, values in sent] == [(True, False), (False, True)]
