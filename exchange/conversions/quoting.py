@@ -121,19 +121,23 @@ class Quoting:
         now = self.clock.now()
         async with self.db.autocommit() as session:  # reads only if rates changed since the book
             book = await self.books.at(session, now)
-        keys = self._keys(_chains_or_none(catalog, book, source, target, now), member_id, now)
+        chains = _chains_or_none(catalog, book, source, target, now)
+        keys = self._keys(chains, member_id, now)
         read = await _read(self.db, member_id, keys)
         members.refs_at(read.links, {source: "fromProgram", target: "toProgram"})
         quotes.check_request(points, source, target)
-        # No statement needs another's snapshot or locks: each commits on its own.
-        async with self.db.autocommit() as session:
-            if read.revision != book.revision:  # rates or promotions changed since the book was read
-                book = await self.books.at(session, now, revision=read.revision)
-            chains = _chains(catalog, book, source, target, now)
-            used = read.used
-            missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
-            if missing:
-                used = used | await limits.used(session, missing)
+        used = read.used
+        if read.revision != book.revision or not chains:
+            # Rates or promotions changed since the book was read (the counters read may not be
+            # the ones the new chains count against), or the pair has no route: priced again,
+            # which says why there is none. No statement needs another's snapshot or locks.
+            async with self.db.autocommit() as session:
+                if read.revision != book.revision:
+                    book = await self.books.at(session, now, revision=read.revision)
+                chains = _chains(catalog, book, source, target, now)
+                missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
+                if missing:
+                    used = used | await limits.used(session, missing)
         level = self.federation.cached_level(catalog, read.links, read.activity)
         if level is None:
             level = await self.federation.level(read.links, read.activity)
