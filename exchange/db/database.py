@@ -141,8 +141,8 @@ class Database:
     Statements that commit on their own (:meth:`autocommit`) run on connections kept in that
     mode: on PostgreSQL a pool of their own (switching a connection's mode on every checkout
     costs about what BEGIN and COMMIT do); on SQLite the one connection, switched, since a
-    second one would write beside it. On PostgreSQL, reads of one statement (:meth:`read`) have
-    psycopg connections of their own besides (:attr:`direct`).
+    second one would write beside it. On PostgreSQL, reads of one statement and lone writes
+    (:meth:`read`, :meth:`write`) have psycopg connections of their own besides (:attr:`direct`).
     """
 
     def __init__(
@@ -150,7 +150,7 @@ class Database:
     ) -> None:
         self.engine = engine
         self._autocommit_engine = autocommit_engine
-        #: Where :meth:`read` sends its statements on PostgreSQL.
+        #: Where :meth:`read` and :meth:`write` send their statements on PostgreSQL.
         self.direct = direct
         self._ping = SharedQuery(self._select_one)
         self._connection_holder: asyncio.Task[Any] | None = None

@@ -52,8 +52,9 @@ from exchange.db.availability import (
 )
 
 Processor = Callable[[Any], Any]
-#: How many compiled statements a pool keeps; the statements read this way are a handful.
-_COMPILED_KEPT = 64
+#: How many compiled statements are kept: those sent this way are some dozens (each saga's moves
+#: and their outbox events, the ledger's, the reads every request sends), built once each.
+_COMPILED_KEPT = 256
 M = TypeVar("M", bound=SQLModel)
 
 
