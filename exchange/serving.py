@@ -336,8 +336,9 @@ def free_port() -> int:
     binds it (two halves of the test suite open many), and one outside it can only be taken by
     another server choosing the same one.
     """
+    above = _first_ephemeral_port() or 65_536
     for _ in range(100):
-        port = _port_choice.randrange(LOWEST_CHOSEN_PORT, _first_ephemeral_port() or 65_536)
+        port = _port_choice.randrange(LOWEST_CHOSEN_PORT, above)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
