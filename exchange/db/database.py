@@ -116,14 +116,6 @@ def _unavailable_on_outage() -> Iterator[None]:
         raise DatabaseUnavailable() from error
 
 
-async def _core_rows(
-    session: AsyncSession, statement: Select[Any], values: Mapping[str, Any]
-) -> Sequence[Sequence[Any]]:
-    """The rows of ``statement`` as columns (not ORM instances), on ``session``'s connection."""
-    rows: Sequence[Sequence[Any]] = (await (await session.connection()).execute(statement, values)).all()
-    return rows
-
-
 class NestedUnitOfWork(RuntimeError):
     """A unit of work opened inside another by the same task, on SQLite's one connection: a
     programming error (it would wait for itself)."""
@@ -238,16 +230,17 @@ class Database:
         self, statement: Select[Any], values: Mapping[str, Any], session: AsyncSession | None = None
     ) -> Sequence[Sequence[Any]]:
         """The rows of ``statement`` with ``values`` bound; an ORM entity selected comes as its
-        columns, in the table's order. Inside a unit of work, through its ``session``; else one
-        statement committed on its own as in :meth:`autocommit`, on PostgreSQL straight through
-        psycopg (:mod:`exchange.db.direct`): for the reads every request sends, at a third of the
-        CPU a session costs."""
+                columns, in the table's order. Inside a unit of work, through its ``session``
+        (:func:`direct.execute`); else one
+                statement committed on its own as in :meth:`autocommit`, on PostgreSQL straight through
+                psycopg (:mod:`exchange.db.direct`): for the reads every request sends, at a third of the
+                CPU a session costs."""
         if session is not None:
-            return await _core_rows(session, statement, values)
+            return (await direct.execute(session, statement, values)).rows
         if self.direct is not None:
             return (await self.direct.run(statement, values)).rows
         async with self.autocommit() as own:
-            return await _core_rows(own, statement, values)
+            return (await direct.execute(own, statement, values)).rows
 
     async def write(self, statement: ClauseElement, values: Mapping[str, Any]) -> None:
         """One write committed on its own, as in :meth:`autocommit` (it needs no other
