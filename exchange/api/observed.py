@@ -56,7 +56,11 @@ class ObservedRequests:
     """ASGI middleware of the GraphQL route: a server span around the request and its latency
     in ``exchange_request_duration_seconds``. The view sets ``outcome`` in the request's state
     (``ok``, ``error``, ``refused``) and counts the errors it answers; a request it never
-    answered is counted here."""
+    answered is counted here.
+
+    A request is counted as its answer's last part is sent, before the client can have it
+    whole: a client that reads ``/metrics`` after an answer (through any worker) finds the
+    request counted."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -67,28 +71,37 @@ class ObservedRequests:
             return
         started = time.perf_counter()
         status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        observed = False
 
         parent = extract_trace_context(Headers(scope=scope))
         with tracer().start_as_current_span("graphql", context=parent, kind=trace.SpanKind.SERVER) as span:
-            failure: BaseException | None = None
-            try:
-                await self.app(scope, receive, sending)
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
+
+            def observe(failure: BaseException | None) -> None:
+                nonlocal observed
+                observed = True
                 state = scope.setdefault("state", {})
                 operation = state.get("operation", NO_OPERATION)
                 outcome = state.get("outcome") or self._unanswered(status, failure)
                 span.update_name(f"graphql {operation}")
                 span.set_attribute("http.response.status_code", status)
                 observe_request(operation, outcome, started)
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                    observe(None)
+                await send(message)
+
+            try:
+                await self.app(scope, receive, sending)
+            except BaseException as failure:
+                if not observed:
+                    observe(failure)
+                raise
+            if not observed:  # the app ended without finishing an answer
+                observe(None)
 
     @staticmethod
     def _unanswered(status: int, failure: BaseException | None) -> str:
