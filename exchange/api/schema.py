@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import strawberry
@@ -94,14 +95,24 @@ class ExchangeSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> ExchangeSchema:
+    return _schema_within(
+        settings.max_query_fields, settings.max_query_depth, settings.max_query_aliases, settings.max_query_tokens
+    )
+
+
+@cache
+def _schema_within(max_fields: int, max_depth: int, max_aliases: int, max_tokens: int) -> ExchangeSchema:
+    """The schema with these query limits, built once per process for each set of them: it holds
+    no state of its own, and building it costs about 100 ms, which every app made in one process
+    (each test's gateway, a replica beside it) would pay again."""
     # The limits' validation rules are made once: validation results are cached per
     # (document, rules), so rules made anew for each request would never hit the cache.
     limit_rules = [
         within_fields_limit(
-            settings.max_query_fields,
+            max_fields,
             [
-                *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-                *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+                *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+                *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
             ],
         )
     ]
@@ -113,7 +124,7 @@ def build_schema(settings: Settings) -> ExchangeSchema:
             lambda: ShortDocumentParserCache(maxsize=1024),
             lambda: ShortDocumentValidationCache(maxsize=1024),
             lambda: ExchangeValidationRules(limit_rules),
-            lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+            lambda: MaxTokensLimiter(max_token_count=max_tokens),
             TokenRequired,
             OneOperationOrNamed,  # after TokenRequired: an ambiguous document is refused as such
             NameTheOperation,
