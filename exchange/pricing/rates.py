@@ -17,6 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import exists
+from sqlalchemy.orm import aliased
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -287,6 +289,24 @@ async def _latest(session: AsyncSession, source: str, target: str) -> RateVersio
     ).first()
 
 
+async def _latest_between(session: AsyncSession, program_ids: Sequence[str]) -> dict[tuple[str, str], RateVersion]:
+    """The newest version of every pair among ``program_ids`` that has one, by (source, target);
+    in one query."""
+    newer = aliased(RateVersion)
+    rows = await session.exec(
+        select(RateVersion).where(
+            col(RateVersion.from_program).in_(list(program_ids)),
+            col(RateVersion.to_program).in_(list(program_ids)),
+            ~exists().where(
+                col(newer.from_program) == col(RateVersion.from_program),
+                col(newer.to_program) == col(RateVersion.to_program),
+                col(newer.version) > col(RateVersion.version),
+            ),
+        )
+    )
+    return {(row.from_program, row.to_program): row for row in rows}
+
+
 async def _lock_programs(session: AsyncSession, program_ids: Sequence[str]) -> dict[str, Program]:
     """Lock program rows in id order: rate changes into a program queue behind each other."""
     rows = await session.exec(
@@ -295,8 +315,8 @@ async def _lock_programs(session: AsyncSession, program_ids: Sequence[str]) -> d
     return {program.id: program for program in rows}
 
 
-async def _supersede(
-    session: AsyncSession,
+def _superseding(
+    latest: RateVersion | None,
     *,
     source: str,
     target: str,
@@ -305,12 +325,12 @@ async def _supersede(
     actor: str,
     at: datetime,
 ) -> RateVersion:
-    """End the pair's current version at ``at`` and start one with ``content`` (caller holds the lock)."""
-    latest = await _latest(session, source, target)
+    """The version that follows ``latest``, the pair's newest (``None``: it has none), from
+    ``at`` with ``content``; ``latest`` is ended at ``at`` in place. The caller holds the lock
+    and adds the new version to its session."""
     if latest is not None and (latest.effective_to is None or latest.effective_to > at):
         latest.effective_to = at
-        session.add(latest)
-    version = RateVersion(
+    return RateVersion(
         from_program=source,
         to_program=target,
         version=latest.version + 1 if latest else 1,
@@ -320,9 +340,6 @@ async def _supersede(
         created_at=at,
         **content.columns(),
     )
-    session.add(version)
-    await session.flush()
-    return version
 
 
 async def sync_declared_rates(session: AsyncSession, directory: PartnersDirectory, now: datetime) -> int:
@@ -335,6 +352,7 @@ async def sync_declared_rates(session: AsyncSession, directory: PartnersDirector
     """
     priced = directory.priced
     programs = await _lock_programs(session, [program.id for program in priced])
+    latest_of = await _latest_between(session, list(programs))
     pricing = directory.coalition.pricing
     started = 0
     for target in priced:
@@ -342,7 +360,7 @@ async def sync_declared_rates(session: AsyncSession, directory: PartnersDirector
         for source in priced:
             if source.id == target.id:
                 continue
-            latest = await _latest(session, source.id, target.id)
+            latest = latest_of.get((source.id, target.id))
             declaration = declared.get(source.id)
             if declaration is not None:
                 override, origin = PairOverride.from_declaration(declaration), Origin.DECLARED
@@ -360,8 +378,8 @@ async def sync_declared_rates(session: AsyncSession, directory: PartnersDirector
                 override=override,
             )
             if latest is None or latest.origin != origin or RateContent.of(latest) != content:
-                await _supersede(
-                    session,
+                superseding = _superseding(
+                    latest,
                     source=source.id,
                     target=target.id,
                     content=content,
@@ -369,6 +387,7 @@ async def sync_declared_rates(session: AsyncSession, directory: PartnersDirector
                     actor=OPERATOR,
                     at=now,
                 )
+                session.add(superseding)
                 started += 1
     return started
 
@@ -404,4 +423,15 @@ async def set_partner_override(
     )
     if current.origin == origin and content == asked:
         return current
-    return await _supersede(session, source=source, target=target, content=asked, origin=origin, actor=actor, at=now)
+    version = _superseding(
+        await _latest(session, source, target),
+        source=source,
+        target=target,
+        content=asked,
+        origin=origin,
+        actor=actor,
+        at=now,
+    )
+    session.add(version)
+    await session.flush()
+    return version
