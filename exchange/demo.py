@@ -61,6 +61,7 @@ from exchange.serving import (
 )
 from exchange.settings import Settings
 from exchange.text import counted
+from exchange.trust_store import trust_store
 from exchange.web.security import gateway_protocol
 
 EXAMPLE_QUERY = "{ programs { id name pointValue tiers { name level } } }"
@@ -287,7 +288,7 @@ async def write_credentials(
         client_entries, partner_keys = await set_up_clients(services)
         await set_up_member_sign_in(services, sandboxes, client_entries)
     members: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30, verify=trust_store()) as http:
         for member_ref, pin in DEMO_MEMBERS.items():
             members[member_ref] = await demo_member(http, issuer, client_entries, partner_keys, member_ref, pin)
     path = (data_dir / CREDENTIALS_FILE).resolve()

@@ -29,6 +29,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 import aiohttp
 import httpx
 
+from exchange.trust_store import trust_store
+
 #: The most of a partner's answer read (decoded), beyond which it is a malformed answer: the
 #: contract's answers (and a token endpoint's) are a few hundred bytes, and a partner answering
 #: gigabytes (or a small gzip that inflates to them) must not fill the gateway's memory. Files
@@ -181,7 +183,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections or 0,
                 keepalive_timeout=self._limits.keepalive_expiry,
-                ssl=httpx.create_ssl_context(),  # httpx's trust store, as its own transport uses
+                ssl=trust_store(),  # httpx's trust store, as its own transport uses
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from exchange.sandbox.faults import CallbackFault, CannedAnswer, FaultKind, FaultSettings
+from exchange.trust_store import trust_store
 
 
 class SandboxAdmin:
@@ -18,7 +19,7 @@ class SandboxAdmin:
         self.url = url.rstrip("/") + "/_sandbox"
 
     async def _request(self, method: str, path: str, json: Any = None) -> Any:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, verify=trust_store()) as http:
             response = await http.request(method, self.url + path, json=json)
         response.raise_for_status()
         return response.json()

@@ -28,6 +28,7 @@ from exchange.connectors.callbacks import callback_key, signed_headers
 from exchange.connectors.contract import Operation
 from exchange.sandbox.faults import CallbackFault, FaultInjector
 from exchange.sandbox.points import PointsSystem
+from exchange.trust_store import trust_store
 
 logger = logging.getLogger("exchange.sandbox.late")
 
@@ -101,7 +102,7 @@ class LateSettler:
         return answer
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, verify=trust_store()) as http:
             while True:
                 try:
                     await self.settle_once(http)

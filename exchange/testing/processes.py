@@ -21,6 +21,7 @@ import httpx
 
 from exchange.serving import free_port
 from exchange.settings import Settings
+from exchange.trust_store import trust_store
 
 EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
@@ -32,7 +33,7 @@ READY_WITHIN_SECONDS = 120
 
 async def _wait_until_ready(url: str) -> None:
     deadline = time.monotonic() + READY_WITHIN_SECONDS
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=trust_store()) as http:
         while time.monotonic() < deadline:
             try:
                 if (await http.get(url)).status_code == 200:

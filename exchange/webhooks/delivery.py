@@ -68,6 +68,7 @@ from exchange.db import dialects
 from exchange.db.bulk import one_of
 from exchange.db.database import Database
 from exchange.db.types import UTCDateTime
+from exchange.trust_store import trust_store
 from exchange.webhooks import outbox, signing
 from exchange.webhooks.egress import PublicOnlyTransport
 from exchange.webhooks.models import (
@@ -162,7 +163,9 @@ class Dispatcher:
         ``public_only``, no connection goes to a non-public address (:mod:`.egress`)."""
         if self._http is None:
             transport = PublicOnlyTransport() if self.public_only else None
-            self._http = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, transport=transport)
+            self._http = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, transport=transport, verify=trust_store()
+            )
         return self._http
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ import socket
 
 import httpx
 
+from exchange.trust_store import trust_store
 from exchange.webhooks.urls import host_address, is_public
 
 
@@ -54,7 +55,7 @@ class PublicOnlyTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.inner = inner or httpx.AsyncHTTPTransport(verify=trust_store())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url

@@ -24,6 +24,7 @@ from exchange.serving import RunningServer, free_port, serving
 from exchange.settings import Settings
 from exchange.testing.clock import FrozenClock
 from exchange.testing.kit import ExchangeKit
+from exchange.trust_store import trust_store
 from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import conversion
 
@@ -89,7 +90,7 @@ async def gateway_on_clock(settings: Settings, clock: Clock) -> AsyncIterator[st
 
 @pytest.fixture
 async def client(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=gateway, timeout=30, verify=trust_store()) as http:
         yield http
 
 

@@ -35,6 +35,7 @@ KERNEL = {
     "streaming",
     "observability",
     "idempotency",
+    "trust_store",
 }
 #: Stand-alone programs beside the exchange: the sandbox partner and the test harness.
 BESIDE = {"sandbox", "testing"}

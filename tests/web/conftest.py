@@ -30,6 +30,7 @@ from exchange.serving import free_port
 from exchange.settings import Settings
 from exchange.testing.databases import PostgresDatabases
 from exchange.testing.threads import serving_in_thread
+from exchange.trust_store import trust_store
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -95,7 +96,7 @@ class Gateway:
         return Person(username, PASSWORD, role, program_id, pyotp.parse_uri(uri).secret if uri else None)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
+        return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30, verify=trust_store())
 
 
 def start_gateway(
