@@ -8,17 +8,21 @@ a fresh, fully migrated one of its own.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from joserfc.jwk import RSAKey
 
 from exchange.db import migrate
 from exchange.db.database import Database
 from exchange.errors import ConfigurationError
+from exchange.keyring import crypto, lifecycle
 from exchange.programs.declarations import PartnersDirectory, read_partners_directory
 from exchange.testing.databases import PostgresDatabases, SqliteDatabases
 from exchange.testing.postgres import ThrowawayCluster
@@ -33,6 +37,34 @@ SAMPLE_PARTNERS = REPO_ROOT / "partners"
 # (@reproduce_failure), since the examples differ from run to run.
 settings.register_profile("exchange", deadline=None, print_blob=True)
 settings.load_profile("exchange")
+
+
+#: How many signing keys the gateways started in the test process take in turn.
+SIGNING_KEY_POOL = 8
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pooled_signing_keys() -> Iterator[None]:
+    """The gateways started in this process take their RSA signing keys in turn from a pool made
+    once per run, instead of generating each: a key costs 20 to 200 ms to generate, and every
+    gateway's first start on its fresh database makes two (tokens, statements). Each key still
+    begins in a fresh database, and any :data:`SIGNING_KEY_POOL` keys taken in a row differ, so a
+    test's gateways and its rotations have keys of their own. Gateways in processes of their own
+    (the CLI, the demo) generate theirs, as in production."""
+    pool: list[RSAKey] = []
+    taken = itertools.count()
+    lock = threading.Lock()  # the web tests' gateways run in threads
+
+    def next_key() -> RSAKey:
+        with lock:
+            index = next(taken) % SIGNING_KEY_POOL
+            if index == len(pool):
+                pool.append(crypto.generate_key())
+            return pool[index]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lifecycle, "generate_key", next_key)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,6 +5,12 @@ halves share nothing but the machine: each process starts its own throwaway Post
 on a free port, and databases are named uniquely. Side by side they take about as long as the
 longer of the two instead of their sum.
 
+Their temporary files (the throwaway PostgreSQL clusters, the SQLite databases, the sandboxes'
+stores) live in memory where the machine has a tmpfs at /dev/shm: none of them needs to outlast
+the run, and on a disk every database created, dropped and synced costs a hundred times as much
+(creating a test's database from the template: some 300 ms on the CI machines' disk, 20 ms in
+memory).
+
 Each half writes to its own log under test-artifacts/, printed whole when that half ends; while
 both run, a line a minute shows where each is. Last comes a recap of both halves, each one's
 exit status, failing tests and closing line, so that the tail of the output (all a CI page may
@@ -14,8 +20,11 @@ passed to both halves' pytest.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -29,6 +38,17 @@ HALVES = {
     "everything else": ["tests", "--ignore=tests/web", "--ignore-glob=tests/integration/test_*.py"],
 }
 PROGRESS_EVERY_SECONDS = 60
+MEMORY = Path("/dev/shm")
+
+
+def temporary_directory() -> Path | None:
+    """A directory in memory for the halves' temporary files, open to every user as /tmp is
+    (the servers run as ``postgres``); ``None`` where the machine has no tmpfs at /dev/shm."""
+    if not (MEMORY.is_dir() and os.access(MEMORY, os.W_OK)):
+        return None
+    directory = Path(tempfile.mkdtemp(prefix="exchange-tests-", dir=MEMORY))
+    directory.chmod(0o1777)
+    return directory
 
 
 def last_line(log: Path) -> str:
@@ -45,6 +65,8 @@ def outcome(log: Path) -> list[str]:
 
 def main(arguments: list[str]) -> int:
     ARTIFACTS.mkdir(exist_ok=True)
+    temporary = temporary_directory()
+    environment = {**os.environ, **({"TMPDIR": str(temporary)} if temporary else {})}
     started = time.monotonic()
     running: dict[str, tuple[subprocess.Popen[bytes], Path, IO[bytes]]] = {}
     ended: dict[str, tuple[int, float, Path]] = {}
@@ -52,7 +74,7 @@ def main(arguments: list[str]) -> int:
         log = ARTIFACTS / f"pytest-{name.replace(' ', '-')}.log"
         sink = log.open("wb")
         command = [sys.executable, "-m", "pytest", *paths, *arguments]
-        running[name] = (subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT), log, sink)
+        running[name] = (subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment), log, sink)
         print(f"started {name}: {' '.join(command[1:])} (log: {log})", flush=True)
     status = 0
     next_progress = started + PROGRESS_EVERY_SECONDS
@@ -80,6 +102,8 @@ def main(arguments: list[str]) -> int:
             process.terminate()
             process.wait()
             sink.close()
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     print("\n===== both halves =====")
     for name, (returncode, minutes, log) in ended.items():
         print(f"{name}: pytest exited {returncode} after {minutes:.1f} min (log: {log})")

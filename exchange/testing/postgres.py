@@ -39,6 +39,9 @@ THROWAWAY_SERVER_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "300",
     "shared_buffers": "256MB",
+    # Every test's database is created from the template through the WAL (some 10 MB each):
+    # recycle it sooner than the default 1 GB, which a cluster in memory would hold.
+    "max_wal_size": "256MB",
 }
 
 
