@@ -323,39 +323,49 @@ def ensure_data_dir(directory: Path, *, name: str, remedy: str) -> None:
         raise ConfigurationError(f"{name} cannot write to its data directory {directory}; {remedy}")
 
 
-#: Where :func:`free_port` looks: from here to the first port of the kernel's ephemeral range.
-LOWEST_CHOSEN_PORT = 10_000
+#: Where :func:`free_port` chooses by default (below the kernel's ephemeral range, wherever that
+#: starts).
+CHOSEN_PORTS = range(10_000, 20_000)
+#: Where ``free_port(KEPT_PORTS)`` chooses: for a server that stops and must start again on the
+#: same port (a demo restarted on the declarations that name its sandboxes' ports). ``free_port()``
+#: never chooses from here, so the many servers started meanwhile cannot take such a port
+#: between its two starts.
+KEPT_PORTS = range(20_000, 32_768)
 _port_choice = random.Random()  # its own: a test's seeding of the module's generator does not reach it
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for a server whose URL must be known first).
+def free_port(ports: range = CHOSEN_PORTS) -> int:
+    """A TCP port on 127.0.0.1 among ``ports`` that is free now (for a server whose URL must be
+    known first).
 
     Chosen at random below the kernel's ephemeral range, not by binding port 0: a port from that
     range can become the source port of any connection this machine opens before the server
     binds it (two halves of the test suite open many), and one outside it can only be taken by
     another server choosing the same one.
     """
-    above = _first_ephemeral_port() or 65_536
+    above = min(ports.stop, _first_ephemeral_port())
+    if above - ports.start < 1_000:
+        raise ConfigurationError(
+            f"too few ports on 127.0.0.1 from {ports.start} up to the ephemeral range, which starts at {above}"
+        )
     for _ in range(100):
-        port = _port_choice.randrange(LOWEST_CHOSEN_PORT, above)
+        port = _port_choice.randrange(ports.start, above)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise ConfigurationError(f"no free port on 127.0.0.1 between {LOWEST_CHOSEN_PORT} and the ephemeral range")
+    raise ConfigurationError(f"no free port on 127.0.0.1 from {ports.start} to {above}")
 
 
-def _first_ephemeral_port() -> int | None:
+def _first_ephemeral_port() -> int:
     """The lowest port the kernel gives out as a connection's source port (Linux's default
-    32768 where it does not say), or None when that range leaves no room below it."""
+    32768 where it does not say)."""
     try:
-        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        first = 32_768
-    return first if first > LOWEST_CHOSEN_PORT + 1_000 else None
+        return 32_768
 
 
 @dataclass

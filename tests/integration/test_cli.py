@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -28,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from exchange.cli import main
 from exchange.db import migrate
-from exchange.serving import free_port
+from exchange.serving import KEPT_PORTS, free_port
 from tests.conftest import REPO_ROOT, SAMPLE_PARTNERS
 from tests.test_repository import graphql_blocks
 from tests.unit.test_declarations import use_secret_files
@@ -541,36 +540,21 @@ def test_output_whose_reader_stopped_early_ends_the_command_silently_with_141(sq
 
 @pytest.fixture
 def partners_on_free_ports(tmp_path: Path) -> Path:
-    """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them)."""
+    """The sample programs, their sandboxes moved off 8701..8706 (another run may hold them), to
+    ports kept for servers that start again on the same port: a demo restarted on them must find
+    them free, and the servers other tests start meanwhile never choose from there."""
     partners = tmp_path / "partners"
     shutil.copytree(SAMPLE_PARTNERS, partners)
     chosen: set[int] = set()
     for path in partners.glob("*.toml"):
         text = path.read_text()
         for port in set(re.findall(r"127\.0\.0\.1:(\d+)", text)):
-            text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{port_below_the_ephemeral_range(chosen)}")
+            while (moved := free_port(KEPT_PORTS)) in chosen:
+                pass
+            chosen.add(moved)
+            text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{moved}")
         path.write_text(text)
     return partners
-
-
-def port_below_the_ephemeral_range(chosen: set[int]) -> int:
-    """A port free now, below the range the kernel takes outgoing connections' source ports
-    from, and not in ``chosen`` (which it joins). ``free_port``'s come from that range, where
-    any connection of a test running beside this one may take one as its source port in the
-    seconds before the demo binds it (it was refused so: "cannot listen on 127.0.0.1:41411")."""
-    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    lowest = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
-    for port in random.sample(range(20_000, lowest), 200):
-        if port in chosen:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        chosen.add(port)
-        return port
-    raise RuntimeError(f"no free port from 20000 to {lowest}")
 
 
 def test_sandbox_serve_on_a_port_taken_says_so_and_creates_nothing(tmp_path: Path) -> None:

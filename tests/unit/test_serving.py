@@ -9,7 +9,7 @@ import pytest
 
 from exchange import serving
 from exchange.errors import ConfigurationError
-from exchange.serving import LOWEST_CHOSEN_PORT, free_port, listening_socket
+from exchange.serving import CHOSEN_PORTS, KEPT_PORTS, free_port, listening_socket
 
 
 def test_connections_accepted_on_the_listening_socket_send_small_writes_at_once() -> None:
@@ -49,10 +49,19 @@ def test_a_port_chosen_ahead_is_free_and_never_one_an_outgoing_connection_could_
     binds it; free_port chooses below that range, so only another server could take it."""
     first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports = {free_port() for _ in range(50)}
-    assert all(LOWEST_CHOSEN_PORT <= port < first_ephemeral for port in ports)
+    assert all(CHOSEN_PORTS.start <= port < min(CHOSEN_PORTS.stop, first_ephemeral) for port in ports)
     assert len(ports) > 40  # chosen at random: two servers starting together rarely meet
     with listening_socket("127.0.0.1", ports.pop()) as listener:
         listener.listen()
+
+
+def test_ports_kept_for_a_restart_are_never_chosen_by_default() -> None:
+    """A server restarted on the same port (the demo on its declarations) takes it from
+    KEPT_PORTS, which the servers started meanwhile never choose from."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    kept = {free_port(KEPT_PORTS) for _ in range(50)}
+    assert all(KEPT_PORTS.start <= port < min(KEPT_PORTS.stop, first_ephemeral) for port in kept)
+    assert not set(CHOSEN_PORTS) & set(KEPT_PORTS)
 
 
 def test_a_port_something_listens_on_is_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
