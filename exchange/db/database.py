@@ -230,11 +230,10 @@ class Database:
         self, statement: Select[Any], values: Mapping[str, Any], session: AsyncSession | None = None
     ) -> Sequence[Sequence[Any]]:
         """The rows of ``statement`` with ``values`` bound; an ORM entity selected comes as its
-                columns, in the table's order. Inside a unit of work, through its ``session``
-        (:func:`direct.execute`); else one
-                statement committed on its own as in :meth:`autocommit`, on PostgreSQL straight through
-                psycopg (:mod:`exchange.db.direct`): for the reads every request sends, at a third of the
-                CPU a session costs."""
+        columns, in the table's order. Inside a unit of work, through its ``session``
+        (:func:`direct.execute`); else one statement committed on its own as in
+        :meth:`autocommit`, on PostgreSQL straight through psycopg (:mod:`exchange.db.direct`):
+        for the reads every request sends, at a third of the CPU a session costs."""
         if session is not None:
             return (await direct.execute(session, statement, values)).rows
         if self.direct is not None:
