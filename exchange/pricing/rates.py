@@ -279,14 +279,7 @@ async def history(session: AsyncSession, source: str, target: str) -> Sequence[R
 
 
 async def _latest(session: AsyncSession, source: str, target: str) -> RateVersion | None:
-    return (
-        await session.exec(
-            select(RateVersion)
-            .where(RateVersion.from_program == source, RateVersion.to_program == target)
-            .order_by(col(RateVersion.version).desc())
-            .limit(1)
-        )
-    ).first()
+    return (await _latest_between(session, [source, target])).get((source, target))
 
 
 async def _latest_between(session: AsyncSession, program_ids: Sequence[str]) -> dict[tuple[str, str], RateVersion]:
