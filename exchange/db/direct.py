@@ -35,8 +35,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg import pq
 from sqlalchemy import URL, Executable, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeEngine
@@ -123,10 +126,12 @@ class CompiledStatement:
         bound = {**self.literals, **values}
         return {name: self.binds[name](value) if name in self.binds else value for name, value in bound.items()}
 
-    def rows(self, fetched: Sequence[Sequence[Any]], description: Sequence[psycopg.Column]) -> list[tuple[Any, ...]]:
-        """The rows as the driver returned them (with the result's ``description``), each
-        column processed by its type, as named tuples of the columns' names."""
+    def rows(self, fetched: Sequence[Sequence[Any]], cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+        """The rows as the driver returned them (on ``cursor``), each column processed by its
+        type, as named tuples of the columns' names. The result's description is read at the
+        statement's first result only: psycopg builds it anew at every reading."""
         if self.readers is None or self.row is None:
+            description = cursor.description or []
             kinds: Sequence[TypeEngine[Any] | None] = (
                 self.types if len(self.types) == len(description) else (None,) * len(description)
             )
@@ -192,31 +197,69 @@ async def execute(session: AsyncSession, statement: ClauseElement, values: Mappi
     its transaction; one the error broke (or the server refusing it now: a failover, a shutdown)
     raises :class:`DatabaseUnavailable` and is not used again. On SQLite, through the session's
     connection as SQLAlchemy executes it."""
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        result = await connection.execute(cast(Executable, statement), values)
-        return Rows(result.all() if result.returns_rows else (), result.rowcount)
+    # The unit of work's transaction holds one connection to its end: found once (a greenlet's
+    # round of SQLAlchemy's), kept in the session's ``info`` with the transaction it is for.
+    transaction = session.sync_session.get_transaction()
+    held: _Held | None = session.info.get(_HELD)
+    if held is None or held.transaction is not transaction or transaction is None or not transaction.is_active:
+        connection = await session.connection()
+        if connection.dialect.name != "postgresql":
+            result = await connection.execute(cast(Executable, statement), values)
+            return Rows(result.all() if result.returns_rows else (), result.rowcount)
+        held = session.info[_HELD] = _Held(
+            session.sync_session.get_transaction(), connection, await _cursor(connection)
+        )
+    try:
+        return await _sent(held.cursor, compiled_for(statement, held.connection.dialect), values or {})
+    except DatabaseUnavailable:
+        await held.connection.invalidate()
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A unit of work's PostgreSQL connection and its cursor, for the session's ``transaction``."""
+
+    transaction: SessionTransaction | None
+    connection: AsyncConnection
+    cursor: psycopg.AsyncCursor[Any]
+
+
+#: Where a session keeps its :class:`_Held`.
+_HELD = "exchange.direct.held"
+#: Where a pooled connection's record keeps its cursor.
+_CURSOR = "exchange.direct.cursor"
+
+
+async def _cursor(connection: AsyncConnection) -> psycopg.AsyncCursor[Any]:
+    """The cursor ``connection``'s statements are sent with (see :func:`_sent`): kept by the
+    pool's record of the connection, whose ``info`` is emptied when the connection is closed or
+    invalidated."""
     driver = (await connection.get_raw_connection()).driver_connection
     assert isinstance(driver, psycopg.AsyncConnection)
-    try:
-        return await _sent(driver, compiled_for(statement, connection.dialect), values or {})
-    except DatabaseUnavailable:
-        await connection.invalidate()
-        raise
+    cursor: psycopg.AsyncCursor[Any] | None = connection.info.get(_CURSOR)
+    if cursor is None or cursor.connection is not driver or cursor.closed:
+        cursor = connection.info[_CURSOR] = driver.cursor()
+    return cursor
 
 
-async def _sent(driver: psycopg.AsyncConnection[Any], compiled: CompiledStatement, values: Mapping[str, Any]) -> Rows:
-    """``compiled`` with ``values``, sent on ``driver``; a connection the error broke, or the
-    server refusing the statement now, raises :class:`DatabaseUnavailable`."""
+async def _sent(cursor: psycopg.AsyncCursor[Any], compiled: CompiledStatement, values: Mapping[str, Any]) -> Rows:
+    """``compiled`` with ``values``, sent with ``cursor``; a connection the error broke, or the
+    server refusing the statement now, raises :class:`DatabaseUnavailable`.
+
+    Each connection sends its statements with one cursor of its own, kept: a cursor keeps the
+    adapters it found for each type of parameter and result, which a cursor made per statement
+    would look up again (a statement costs a third less so)."""
     try:
-        cursor = await driver.execute(compiled.sql, compiled.parameters(values))
-        description = cursor.description
-        fetched = await cursor.fetchall() if description else []
+        await cursor.execute(compiled.sql, compiled.parameters(values))
+        result = cursor.pgresult
+        returned = result is not None and result.status == pq.ExecStatus.TUPLES_OK
+        fetched = await cursor.fetchall() if returned else []
     except psycopg.Error as error:
-        if driver.closed or server_not_now(error):  # closed: broken by the error
+        if cursor.connection.closed or server_not_now(error):  # closed: broken by the error
             raise DatabaseUnavailable() from error
         raise
-    return Rows(compiled.rows(fetched, description) if description else (), cursor.rowcount)
+    return Rows(compiled.rows(fetched, cursor) if returned else (), cursor.rowcount)
 
 
 class DirectStatements:
@@ -238,8 +281,9 @@ class DirectStatements:
         self._timeout = timeout
         self._recycle = recycle
         self._free = asyncio.Semaphore(size)
-        #: Idle connections, each with the moment it was made; the last returned is taken first.
-        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+        #: Idle connections, each with its cursor (see :func:`_sent`) and the moment it was
+        #: made; the last returned is taken first.
+        self._idle: list[tuple[psycopg.AsyncCursor[Any], float]] = []
         self._open = True
 
     @property
@@ -258,39 +302,40 @@ class DirectStatements:
         except TimeoutError:
             raise DatabaseUnavailable() from None
         try:
-            connection, made = await self._connection()
+            cursor, made = await self._connection()
             try:
-                return await _sent(connection, compiled, values)
+                return await _sent(cursor, compiled, values)
             finally:
-                await self._give_back(connection, made)
+                await self._give_back(cursor, made)
         finally:
             self._free.release()
 
-    async def _connection(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+    async def _connection(self) -> tuple[psycopg.AsyncCursor[Any], float]:
+        """An idle connection's cursor (or a new connection's), and when the connection was made."""
         while self._idle:
-            connection, made = self._idle.pop()
-            if not closed_by_server(connection) and time.monotonic() - made < self._recycle:
-                return connection, made
-            await connection.close()
+            cursor, made = self._idle.pop()
+            if not closed_by_server(cursor.connection) and time.monotonic() - made < self._recycle:
+                return cursor, made
+            await cursor.connection.close()
         try:
             connection = await psycopg.AsyncConnection.connect(
                 *self._connect_arguments, **self._connect_options, autocommit=True
             )
         except psycopg.OperationalError as error:
             raise (DatabaseRefused() if driver_refused_configuration(error) else DatabaseUnavailable()) from error
-        return connection, time.monotonic()
+        return connection.cursor(), time.monotonic()
 
-    async def _give_back(self, connection: psycopg.AsyncConnection[Any], made: float) -> None:
-        """Keep ``connection`` for the next read unless it broke or the pool is closed. (A read
-        cancelled while the server answers leaves it idle: psycopg cancels the query.)"""
-        if self._open and not connection.closed:
-            self._idle.append((connection, made))
+    async def _give_back(self, cursor: psycopg.AsyncCursor[Any], made: float) -> None:
+        """Keep ``cursor``'s connection for the next read unless it broke or the pool is closed.
+        (A read cancelled while the server answers leaves it idle: psycopg cancels the query.)"""
+        if self._open and not cursor.connection.closed:
+            self._idle.append((cursor, made))
         else:
-            await connection.close()
+            await cursor.connection.close()
 
     async def close(self) -> None:
         """Close every idle connection; a read under way closes its own as it ends."""
         self._open = False
         idle, self._idle = self._idle, []
-        for connection, _ in idle:
-            await connection.close()
+        for cursor, _ in idle:
+            await cursor.connection.close()
