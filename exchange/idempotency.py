@@ -95,7 +95,8 @@ async def record_once(
     else:  # built once: sent straight to the driver
         created = (await direct.execute(session, claim, params)).first()
     if created is not None:
-        return _row(model, created._asdict()), True
+        # As the ORM loads a row: its values are the database's own, validated as they were written.
+        return direct.loaded(model, created), True  # type: ignore[type-var]  # a table model, as Keyed does not say
     existing = await keyed(session, model, member_id, key)
     if existing is None:
         return None, False
@@ -112,7 +113,3 @@ def same_request(existing: Held, key: str, same: Callable[[Held], bool]) -> Held
             field="idempotencyKey",
         )
     return existing
-
-
-def _row(model: type[Row], values: Any) -> Row:
-    return model(**dict(values))

@@ -119,8 +119,7 @@ class Quoting:
         catalog.program(source, field="fromProgram")  # an unknown program is not found, before anything else
         catalog.program(target, field="toProgram")
         now = self.clock.now()
-        async with self.db.autocommit() as session:  # reads only if rates changed since the book
-            book = await self.books.at(session, now)
+        book = await self.books.at(self.db, now)
         chains = _chains_or_none(catalog, book, source, target, now)
         keys = self._keys(chains, member_id, now)
         read = await _read(self.db, member_id, keys)
@@ -131,12 +130,12 @@ class Quoting:
             # Rates or promotions changed since the book was read (the counters read may not be
             # the ones the new chains count against), or the pair has no route: priced again,
             # which says why there is none. No statement needs another's snapshot or locks.
-            async with self.db.autocommit() as session:
-                if read.revision != book.revision:
-                    book = await self.books.at(session, now, revision=read.revision)
-                chains = _chains(catalog, book, source, target, now)
-                missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
-                if missing:
+            if read.revision != book.revision:
+                book = await self.books.at(self.db, now, revision=read.revision)
+            chains = _chains(catalog, book, source, target, now)
+            missing = [key for key in self._keys(chains, member_id, now) if key not in keys]
+            if missing:
+                async with self.db.autocommit() as session:
                     used = used | await limits.used(session, missing)
         level = self.federation.cached_level(catalog, read.links, read.activity)
         if level is None:

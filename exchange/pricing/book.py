@@ -19,6 +19,7 @@ from sqlalchemy import ScalarSelect
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.database import Database
 from exchange.db.grouping import grouped
 from exchange.pricing.errors import NoRate
 from exchange.pricing.models import PricingRevision, Promotion, RateVersion
@@ -96,13 +97,15 @@ class PricingBooks:
         self._book: PricingBook | None = None
         self._lock = asyncio.Lock()
 
-    async def at(self, session: AsyncSession, now: datetime, *, revision: int | None = None) -> PricingBook:
-        """A book good for ``now``; read again unless it is of ``revision`` (when given)."""
+    async def at(self, db: Database, now: datetime, *, revision: int | None = None) -> PricingBook:
+        """A book good for ``now``; read again (in a unit of work of its own) unless it is of
+        ``revision`` (when given)."""
         book = self._book
         if book is not None and book.since <= now and (revision is None or book.revision == revision):
             return book
         async with self._lock:
             book = self._book
             if book is None or book.since > now or (revision is not None and book.revision != revision):
-                book = self._book = await PricingBook.read(session, now)
+                async with db.autocommit() as session:
+                    book = self._book = await PricingBook.read(session, now)
         return book

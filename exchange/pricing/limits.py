@@ -116,9 +116,13 @@ class AmountRule:
             raise LimitExceeded(NOT_AN_INCREMENT.format(points=self.increment), limit="increment", remaining=0)
 
 
+@lru_cache(maxsize=16)
 def _windows(at: datetime, timezone: ZoneInfo) -> dict[str, str]:
+    """The day, month and year ``at`` falls in, in ``timezone``; kept for the few instants a
+    moment's quotes ask about (a quote prices every route at one ``now``). Read only."""
     local = at.astimezone(timezone)
-    return {"day": local.strftime("%Y-%m-%d"), "month": local.strftime("%Y-%m"), "year": local.strftime("%Y")}
+    year, month = f"{local.year:04d}", f"{local.year:04d}-{local.month:02d}"
+    return {"day": f"{month}-{local.day:02d}", "month": month, "year": year}
 
 
 def conversion_caps(

@@ -272,33 +272,35 @@ def _quote_row(
 ) -> Quote:
     """The quote of ``route``: the points in and the money value are its first leg's, the points
     out and their breakdown its last leg's, the fee every leg's; a routed quote names its first
-    leg's rate version and keeps every leg in ``route``."""
+    leg's rate version and keeps every leg in ``route``. Built as the ORM loads a row (every
+    column is given here), without an instrumented assignment per column."""
     breakdown = route.last.breakdown
-    return Quote(
-        id=str(uuid.uuid4()),
-        member_id=request.member_id,
-        from_program=request.source,
-        to_program=request.target,
-        rate_version_id=route.first.rate_version_id,
-        points_in=route.first.breakdown.points_in,
-        points_out=breakdown.points_out,
-        base_points=breakdown.base_points,
-        step_bonus_points=breakdown.step_bonus_points,
-        promotion_bonus_points=breakdown.promotion_bonus_points,
-        tier_bonus_points=breakdown.tier_bonus_points,
-        value_cap_points=breakdown.value_cap_points,
-        currency=currency,
-        money_value_minor=route.money_value_minor,
-        fee_minor=route.fee_minor,
-        promotions=[{"id": p.id, "bonus_percent": str(p.bonus_percent)} for p in breakdown.promotions],
-        member_level=request.member_level,
-        tier_bonus_percent=breakdown.tier_bonus_percent,
-        tier_activity=request.tier_activity,
-        created_at=now,
-        expires_at=now + ttl,
-        usages=[asdict(usage) for usage in route.usages],
-        route=route.record(),
-    )
+    values = {
+        "id": str(uuid.uuid4()),
+        "member_id": request.member_id,
+        "from_program": request.source,
+        "to_program": request.target,
+        "rate_version_id": route.first.rate_version_id,
+        "points_in": route.first.breakdown.points_in,
+        "points_out": breakdown.points_out,
+        "base_points": breakdown.base_points,
+        "step_bonus_points": breakdown.step_bonus_points,
+        "promotion_bonus_points": breakdown.promotion_bonus_points,
+        "tier_bonus_points": breakdown.tier_bonus_points,
+        "value_cap_points": breakdown.value_cap_points,
+        "currency": currency,
+        "money_value_minor": route.money_value_minor,
+        "fee_minor": route.fee_minor,
+        "promotions": [{"id": p.id, "bonus_percent": str(p.bonus_percent)} for p in breakdown.promotions],
+        "member_level": request.member_level,
+        "tier_bonus_percent": breakdown.tier_bonus_percent,
+        "tier_activity": request.tier_activity,
+        "created_at": now,
+        "expires_at": now + ttl,
+        "usages": [asdict(usage) for usage in route.usages],
+        "route": route.record(),
+    }
+    return direct.loaded(Quote, [values[column.name] for column in QUOTES.columns])
 
 
 async def member_quote(session: AsyncSession, quote_id: str, member_id: str, *, lock: bool = False) -> Quote:
