@@ -67,8 +67,7 @@ class CoalitionConnector:
         check_member_ref(member_ref)
         now = self.clock.now()
         catalog = await self.catalog.get()
-        async with self.db.autocommit() as session:
-            expiring = await lots.holdings(session, member_ref, now)
+        expiring = await lots.holdings(self.db, member_ref, now)
         if expiring is None:
             raise self._refused(Call.ACCOUNT, errors.unknown_member(member_ref), None)
         # The point has one tier, the ladder's entry level: every member holds it.

@@ -30,8 +30,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func
+from sqlalchemy import Select, and_, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -39,6 +40,7 @@ from exchange.coalition import errors
 from exchange.coalition.models import CoalitionDraw, CoalitionLot, CoalitionOperation
 from exchange.coalition.rules import PointRules
 from exchange.db import dialects
+from exchange.db.database import Database
 from exchange.members.models import Member
 
 
@@ -89,8 +91,8 @@ async def operation(session: AsyncSession, operation_id: str) -> Recorded | None
 
 #: A member's unexpired points by expiry instant (one row with a null instant if none; no row:
 #: no such member); built once, as it is read on every federated view.
-_HOLDINGS = (
-    select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
+_HOLDINGS: Select[Any] = (  # sqlmodel's Select, which is SQLAlchemy's
+    select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))  # type: ignore[assignment]
     .select_from(Member)
     .outerjoin(
         CoalitionLot,
@@ -106,11 +108,11 @@ _HOLDINGS = (
 )
 
 
-async def holdings(session: AsyncSession, member_ref: str, now: datetime) -> list[ExpiringLots] | None:
+async def holdings(db: Database, member_ref: str, now: datetime) -> list[ExpiringLots] | None:
     """The member's balance by expiry instant, soonest first (what expires, and when; the
-    balance is their sum), in one statement; ``None`` if ``member_ref`` names no member (at the
-    point, a member's ref is their own id)."""
-    rows = (await session.exec(_HOLDINGS, params={"member_ref": member_ref, "now": now})).all()
+    balance is their sum), in one statement on its own (:meth:`Database.read`); ``None`` if
+    ``member_ref`` names no member (at the point, a member's ref is their own id)."""
+    rows = await db.read(_HOLDINGS, {"member_ref": member_ref, "now": now})
     if not rows:
         return None
     return [

@@ -68,8 +68,7 @@ class CoalitionService:
     async def expiring_points(self, caller: Principal) -> Sequence[lots.ExpiringLots]:
         """The caller's coalition points by the instant they expire, soonest first."""
         member_id = member_of(caller)
-        async with self.db.autocommit() as session:
-            return await lots.holdings(session, member_id, self.clock.now()) or []
+        return await lots.holdings(self.db, member_id, self.clock.now()) or []
 
     async def standing(self) -> PointStanding | None:
         """The point's outstanding points, liability and checks; ``None`` when none is declared."""
