@@ -201,14 +201,14 @@ async def execute(session: AsyncSession, statement: ClauseElement, values: Mappi
     # round of SQLAlchemy's), kept in the session's ``info`` with the transaction it is for.
     transaction = session.sync_session.get_transaction()
     held: _Held | None = session.info.get(_HELD)
-    if held is None or held.transaction is not transaction or transaction is None or not transaction.is_active:
-        connection = await session.connection()
+    if transaction is None or held is None or held.transaction is not transaction or not transaction.is_active:
+        connection = await session.connection()  # begins the session's transaction if none had begun
         if connection.dialect.name != "postgresql":
             result = await connection.execute(cast(Executable, statement), values)
             return Rows(result.all() if result.returns_rows else (), result.rowcount)
-        held = session.info[_HELD] = _Held(
-            session.sync_session.get_transaction(), connection, await _cursor(connection)
-        )
+        begun = session.sync_session.get_transaction()
+        assert begun is not None, "a session that gave a connection is in a transaction"
+        held = session.info[_HELD] = _Held(begun, connection, await _cursor(connection))
     try:
         return await _sent(held.cursor, compiled_for(statement, held.connection.dialect), values or {})
     except DatabaseUnavailable:
@@ -220,7 +220,7 @@ async def execute(session: AsyncSession, statement: ClauseElement, values: Mappi
 class _Held:
     """A unit of work's PostgreSQL connection and its cursor, for the session's ``transaction``."""
 
-    transaction: SessionTransaction | None
+    transaction: SessionTransaction
     connection: AsyncConnection
     cursor: psycopg.AsyncCursor[Any]
 
