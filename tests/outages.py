@@ -17,30 +17,49 @@ from exchange.clock import Clock
 from exchange.coalition.connector import CoalitionConnector
 from exchange.connectors.connector import Call
 from exchange.connectors.contract import Operation
+from exchange.db import direct
 from exchange.db.availability import DatabaseUnavailable
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
 
+#: The server process behind a unit of work's connection.
+_BACKEND = text("SELECT pg_backend_pid()")
+
 
 async def kill_connection_of(session: AsyncSession, db: Database) -> None:
-    """Terminate the server process behind ``session`` from another connection of ``db``."""
-    pid = (await session.exec(text("SELECT pg_backend_pid()"))).one()[0]  # type: ignore[call-overload]
+    """Terminate the server process behind ``session`` (a lean unit of work's too) from another
+    connection of ``db``."""
+    pid = (await direct.execute(session, _BACKEND)).one()[0]
     async with db.autocommit() as other:
         await other.exec(text("SELECT pg_terminate_backend(:pid)"), params={"pid": pid})  # type: ignore[call-overload]
 
 
 class KilledPosting(Ledger):
     """A ledger whose postings' connections are killed while they hold the posting's unit of
-    work (the rows it locked, the chain head)."""
+    work (the rows it locked, the chain head). A unit of work that can be lean is
+    (:meth:`Database.run`); ``in_session``: the posting asks it for a session first, as a
+    posting that opens an account does, so that the one killed is a session's."""
 
-    def __init__(self, killer: Database, clock: Clock, timezone: ZoneInfo, *, kills: int, after: int = 0) -> None:
+    def __init__(
+        self,
+        killer: Database,
+        clock: Clock,
+        timezone: ZoneInfo,
+        *,
+        kills: int,
+        after: int = 0,
+        in_session: bool = False,
+    ) -> None:
         """Kill the connections of ``kills`` postings, after ``after`` postings that go through."""
         super().__init__(timezone=timezone, clock=clock)
         self.killer = killer
         self.kills = kills
         self.after = after
+        self.in_session = in_session
 
     async def post_many(self, session: AsyncSession, requests: Sequence[TransactionRequest]) -> list[PostedTransaction]:
+        if self.in_session:
+            session.in_transaction()  # a lean unit of work has none to ask: it is begun again in a session
         if self.after:
             self.after -= 1
         elif self.kills:

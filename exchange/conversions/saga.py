@@ -205,17 +205,20 @@ class ConversionSaga(Saga[Conversion]):
     async def _record(self, request: ExecuteRequest) -> tuple[Conversion, bool]:
         """Two statements: the conversion inserted straight from the member's open quote and
         their accounts at both programs (an ``INSERT … SELECT`` that does nothing for a key or a
-        quote already used), then the quote's limit counters reserved."""
+        quote already used), then the quote's limit counters reserved: a lean unit of work
+        (:meth:`Database.run`) unless a gate, a consent or a refusal needs a session."""
         now = self.clock.now()
         state = self.policy.start(now, step=SagaStep.DEBIT)
         catalog = await self.catalog.get()
-        async with self.db.transaction() as session:
+        conversion_id = str(uuid.uuid4())
+
+        async def record(session: AsyncSession) -> tuple[Conversion, bool]:
             conversion, created = await record_once(
                 session,
                 Conversion,
                 _from_quote(session.get_bind().dialect.name),
                 params={
-                    "new_id": str(uuid.uuid4()),
+                    "new_id": conversion_id,
                     "new_key": request.idempotency_key,
                     "quote_id": request.quote_id,
                     "member_id": request.member_id,
@@ -244,7 +247,9 @@ class ConversionSaga(Saga[Conversion]):
                     now=now,
                     field="quoteId",
                 )
-        return conversion, created
+            return conversion, created
+
+        return await self.db.run(record)
 
     # -- the steps ----------------------------------------------------------------------
 

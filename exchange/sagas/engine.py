@@ -229,7 +229,8 @@ class Saga(abc.ABC, Generic[Row]):
         return {}
 
     async def on_transition(self, session: AsyncSession, row: Row, step: str, transition: Transition) -> None:
-        """Writes that commit with ``transition`` (``row``, as it was before it, is locked)."""
+        """Writes that commit with ``transition`` (``row``, as it was before it, is locked). They
+        run in a lean unit of work first (:meth:`Database.run`): safe to begin again."""
 
     def event(self, row: Row, step: str, transition: Transition) -> Event | None:
         """The webhook event ``transition`` reports (``row`` as it was before it), if any: it is
@@ -425,10 +426,15 @@ class Saga(abc.ABC, Generic[Row]):
         if values.get("status", row.status) not in self.active:
             values["finished_at"], values["lease_until"] = now, None
         values.update(self.changes(row, step, transition))
-        async with self.db.transaction() as session:
-            moved = await self._move(session, row, recorded, values, self.event(row, step, transition))
+        event = self.event(row, step, transition)
+
+        async def record(session: AsyncSession) -> bool:
+            moved = await self._move(session, row, recorded, values, event)
             if moved:
                 await self.on_transition(session, row, step, transition)
+            return moved
+
+        moved = await self.db.run(record)
         if not moved:
             return await self.reload(self._id(row))
         row = self._moved(row, values)

@@ -495,15 +495,16 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
     assert await world.ledger_transactions() == 1
 
 
+@pytest.mark.parametrize("unit", ["lean", "session"])
 async def test_a_posting_whose_connection_is_killed_is_service_unavailable_and_finishes_once(
-    pg_db: Database,
+    pg_db: Database, unit: str
 ) -> None:
     """The only test that breaks the database connection inside the unit of work that posts a
-    conversion (after both partners applied): the request answers the typed, retryable
-    ``DatabaseUnavailable``, nothing is posted, the same key returns the same conversion, and
-    recovery posts it exactly once."""
+    conversion (after both partners applied), a lean one or a session's: the request answers
+    the typed, retryable ``DatabaseUnavailable``, nothing is posted, the same key returns the
+    same conversion, and recovery posts it exactly once."""
     world = await make_world(pg_db)
-    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1)
+    world.saga.ledger = KilledPosting(pg_db, world.clock, TAIPEI, kills=1, in_session=unit == "session")
     quote = await world.quote(1000)
     with pytest.raises(DatabaseUnavailable) as refused:
         await world.execute(quote)

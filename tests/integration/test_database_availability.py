@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.app import create_app
 from exchange.cli import CommandFailed, load_settings
-from exchange.db import migrate
+from exchange.db import direct, migrate
 from exchange.db.availability import DatabaseRefused, DatabaseUnavailable
 from exchange.db.database import Database, NestedUnitOfWork
 from exchange.errors import ConfigurationError, ErrorCode
@@ -126,19 +126,18 @@ async def test_a_statement_the_driver_refuses_to_send_stays_an_unexpected_error(
 async def test_the_idle_in_transaction_limit_is_set_beside_the_server_options_the_url_gives(
     pg_database_url: str,
 ) -> None:
+    """On the connections of units of work through a session and of lean ones alike."""
     db = Database.from_url(f"{pg_database_url}?options=-c%20statement_timeout%3D5000", idle_in_transaction_seconds=2)
+    settings = text(
+        "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout')"
+    )
     try:
         async with db.transaction() as session:
-            shown = (
-                await session.exec(  # type: ignore[call-overload]
-                    text(
-                        "SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout')"
-                    )
-                )
-            ).one()
+            shown = (await session.exec(settings)).one()  # type: ignore[call-overload]
+        lean = (await db.run(lambda unit: direct.execute(unit, settings))).one()
     finally:
         await db.dispose()
-    assert tuple(shown) == ("2s", "5s")
+    assert (tuple(shown), tuple(lean)) == (("2s", "5s"), ("2s", "5s"))
 
 
 async def idle_in_transaction_limit(url: str, seconds: float) -> str:
