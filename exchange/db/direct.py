@@ -393,11 +393,14 @@ class DirectStatements:
     @asynccontextmanager
     async def _held(self) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
         """A connection of the pool's (its cursor), held while the block runs."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._free.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable() from None
+        if self._free.locked():  # all in use: wait, for so long (else it is taken at once)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._free.acquire()
+            except TimeoutError:
+                raise DatabaseUnavailable() from None
+        else:
+            await self._free.acquire()
         try:
             cursor, made = await self._connection()
             try:
@@ -427,7 +430,7 @@ class DirectStatements:
         transaction (a unit of work cancelled while it ended) or the pool is closed. (A read
         cancelled while the server answers leaves it idle: psycopg cancels the query.)"""
         connection = cursor.connection
-        if self._open and not connection.closed and connection.info.transaction_status == pq.TransactionStatus.IDLE:
+        if self._open and not connection.closed and connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
             self._idle.append((cursor, made))
         else:
             await cursor.connection.close()
