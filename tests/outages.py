@@ -19,6 +19,7 @@ from exchange.connectors.connector import Call
 from exchange.connectors.contract import Operation
 from exchange.db import direct
 from exchange.db.availability import DatabaseUnavailable
+from exchange.db.commits import after_commit
 from exchange.db.database import Database
 from exchange.ledger.posting import Ledger, PostedTransaction, TransactionRequest
 
@@ -61,11 +62,15 @@ class KilledPosting(Ledger):
         if self.in_session:
             session.in_transaction()  # a lean unit of work has none to ask: it is begun again in a session
         if self.after:
-            self.after -= 1
+            # Counted once it commits: a lean unit of work begun again in a session posts twice.
+            after_commit(session, self._went_through)
         elif self.kills:
             self.kills -= 1
             await kill_connection_of(session, self.killer)
         return await super().post_many(session, requests)
+
+    def _went_through(self) -> None:
+        self.after -= 1
 
 
 class FrozenPosting(Ledger):

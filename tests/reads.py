@@ -1,11 +1,13 @@
-"""How many rows of tables a piece of work reads, on PostgreSQL, and which statements it sends:
-what a test of a page checks to show it reads its page, not the whole table (a count, never a
+"""How many rows of tables a piece of work reads, on PostgreSQL, which statements it sends and
+which units of work it begins in a session: what a test of a page checks to show it reads its
+page, not the whole table, and a test of a hot path that it stays lean (a count, never a
 timing)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
@@ -86,3 +88,23 @@ def statements_of(db: Database) -> Iterator[list[tuple[str, Any]]]:
         finally:
             del statements.run
             direct.execute = execute
+
+
+@contextmanager
+def sessions_begun(db: Database) -> Iterator[list[str]]:
+    """The units of work ``db`` begins in a session while the block runs (each named by the
+    function that began it); lean ones (:meth:`Database.run`) are not among them."""
+    begun: list[str] = []
+    transaction = db.transaction
+
+    @asynccontextmanager
+    async def counted() -> AsyncIterator[AsyncSession]:
+        begun.append(inspect.stack(0)[2].function)
+        async with transaction() as session:
+            yield session
+
+    db.transaction = counted  # type: ignore[method-assign]
+    try:
+        yield begun
+    finally:
+        del db.transaction

@@ -42,7 +42,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from exchange.clock import Clock
 from exchange.connectors.connector import PartnerConnector
 from exchange.connectors.registry import ConnectorRegistry
-from exchange.db import dialects
+from exchange.db import dialects, direct
 from exchange.db.database import Database
 from exchange.db.paging import Keyset, Page, read_page
 from exchange.errors import ExchangeError
@@ -57,7 +57,7 @@ from exchange.members.consents import authorize_debit
 from exchange.members.models import LinkedAccount, Member
 from exchange.pricing import limits
 from exchange.programs import service as programs
-from exchange.programs.models import Program
+from exchange.programs.models import CoalitionSettings, Program
 from exchange.rewards import catalog
 from exchange.rewards.clearing import REVERSAL_KIND, redemption_transaction
 from exchange.rewards.errors import (
@@ -104,6 +104,9 @@ CANCELLED_WHILE_HELD = "CANCELLED"
 _RELEASES_STOCK = (RedemptionStatus.FAILED, RedemptionStatus.REVERSED)
 
 REDEMPTIONS: Table = Redemption.__table__  # type: ignore[attr-defined]
+COALITION: Table = CoalitionSettings.__table__  # type: ignore[attr-defined]
+#: The currency the coalition settles in, which a redemption's posting is priced in.
+_SETTLEMENT_CURRENCY = select(COALITION.c.settlement_currency).where(COALITION.c.id == 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,11 +487,11 @@ class RedemptionSaga(Saga[Redemption]):
         self, session: AsyncSession, redemption: Redemption, step: str, transition: Transition
     ) -> None:
         if step == RedemptionStep.POST:
-            settings = (await programs.get_coalition(session)).settings
+            currency = (await direct.execute(session, _SETTLEMENT_CURRENCY)).one()[0]
             await self.ledger.post(
                 session,
                 redemption_transaction(
-                    chart=ChartOfAccounts(settings.settlement_currency),
+                    chart=ChartOfAccounts(currency),
                     transaction_id=redemption.ledger_transaction_id,
                     redemption_id=redemption.id,
                     paying=redemption.paying_program,

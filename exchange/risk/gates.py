@@ -17,19 +17,23 @@ A refusal raises :class:`~exchange.risk.decisions.GateRefusal`, which rolls the 
 back: nothing recorded, nothing reserved, no consent used, no partner called. What passes is
 held above ``hold_above_points`` (HELD: its saga waits for staff, until its ``next_attempt_at``,
 when it ends unreviewed, :mod:`exchange.services.holds`) or allowed; either is recorded in the
-caller's unit of work. A program without ``[risk]`` costs nothing: no query.
+caller's unit of work. A program without ``[risk]`` costs nothing: no query. Every statement
+is built once and sent by :func:`~exchange.db.direct.execute`, so the unit of work stays lean
+(:meth:`~exchange.db.database.Database.run`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import func, update
+from sqlalchemy import Select, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Mapped
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db import direct
 from exchange.errors import ErrorCode
 from exchange.members.models import LinkedAccount, Member
 from exchange.members.names import same_name
@@ -130,28 +134,25 @@ class Gates:
             return
         await self.refuse_if_barred(session, outflow, policy, now)
         if not policy.holds(outflow.points):
-            session.add(outflow.verdict(Decision.ALLOW, reasons.ALLOWED.text(), now))
+            await _record(session, outflow.verdict(Decision.ALLOW, reasons.ALLOWED.text(), now))
             return
         held = {"status": HELD, "lease_until": None, "next_attempt_at": now + policy.hold_expires_after}
-        await session.exec(update(outflow.way.table).where(col(outflow.way.id) == outflow.id).values(held))
+        await direct.execute(session, _hold(outflow.way), {"row_id": outflow.id, **held})
         for name, value in held.items():
             setattr(row, name, value)
         reason = reasons.HELD_ABOVE.text(limit=policy.hold_above_points)
-        session.add(outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
+        await _record(session, outflow.verdict(Decision.HOLD, reason, now, HOLD_ABOVE))
 
     async def refuse_if_barred(
         self, session: AsyncSession, outflow: Outflow, policy: RiskPolicy, now: datetime
     ) -> None:
         """Raise the first refusal of ``policy``'s cooling period, names and velocity gates."""
-        programs = [outflow.program_id] if outflow.to_program is None else [outflow.program_id, outflow.to_program]
-        links = {
-            link.program_id: link
-            for link in await session.exec(
-                select(LinkedAccount).where(
-                    LinkedAccount.member_id == outflow.member_id, col(LinkedAccount.program_id).in_(programs)
-                )
-            )
-        }
+        found = await direct.execute(
+            session,
+            _LINKS,
+            {"member_id": outflow.member_id, "source": outflow.program_id, "target": outflow.to_program},
+        )
+        links = {link.program_id: link for link in (direct.loaded(LinkedAccount, row) for row in found)}
         source_link = links[outflow.program_id]
         open_at = source_link.linked_at + policy.cooling_period
         if now < open_at:
@@ -172,7 +173,7 @@ class Gates:
                 field=outflow.field,
             )
         if policy.velocity:
-            await session.exec(select(Member.id).where(Member.id == outflow.member_id).with_for_update())
+            await direct.execute(session, _LOCK_MEMBER, {"member_id": outflow.member_id})
             for rule in policy.velocity:
                 if (broken := await self._velocity_breach(session, outflow, rule, now)) is not None:
                     raise VelocityExceeded(
@@ -189,18 +190,14 @@ class Gates:
         """Why ``outflow`` (counted with everything else that left the account or the member by
         every way, itself included) breaks ``rule`` (the reason to log), or ``None``."""
         count, points = 0, 0
+        scope = (
+            {"member_id": outflow.member_id}
+            if rule.per is Per.MEMBER
+            else {"program": outflow.program_id, "member_ref": outflow.member_ref}
+        )
         for way in self.ways:
-            scope = (
-                [col(way.member_id) == outflow.member_id]
-                if rule.per is Per.MEMBER
-                else [col(way.program) == outflow.program_id, col(way.member_ref) == outflow.member_ref]
-            )
             counted, summed = (
-                await session.exec(
-                    select(func.count(), func.coalesce(func.sum(way.points), 0)).where(
-                        *scope, col(way.created_at) > now - rule.window, col(way.status).not_in(way.moved_nothing)
-                    )
-                )
+                await direct.execute(session, _moved_out(way, rule.per), {**scope, "since": now - rule.window})
             ).one()
             count, points = count + counted, points + int(summed)  # PostgreSQL sums bigints as numeric
         if rule.max_count is not None and count > rule.max_count:
@@ -208,3 +205,54 @@ class Gates:
         if rule.max_points is not None and points > rule.max_points:
             return reasons.velocity(outflow.program_id, rule, made=points, over_points=True)
         return None
+
+
+LINKS: Table = LinkedAccount.__table__  # type: ignore[attr-defined]
+MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+DECISIONS: Table = RiskDecision.__table__  # type: ignore[attr-defined]
+
+#: The member's accounts at the ``source`` and ``target`` programs (a null ``target``: none).
+_LINKS = select(LINKS).where(
+    LINKS.c.member_id == bindparam("member_id"),
+    LINKS.c.program_id.in_(
+        [bindparam("source", type_=LINKS.c.program_id.type), bindparam("target", type_=LINKS.c.program_id.type)]
+    ),
+)
+#: The member's row, locked until the unit of work ends (velocity counts one outflow at a time).
+_LOCK_MEMBER = select(MEMBERS.c.id).where(MEMBERS.c.id == bindparam("member_id")).with_for_update()
+#: The columns a decision is recorded with: all but its id, which the database gives.
+_DECIDED = tuple(column.name for column in DECISIONS.columns if column.name != "id")
+_DECIDE = insert(DECISIONS).values({name: bindparam(name, type_=DECISIONS.c[name].type) for name in _DECIDED})
+
+
+async def _record(session: AsyncSession, verdict: RiskDecision) -> None:
+    """Record ``verdict`` in the unit of work."""
+    await direct.execute(session, _DECIDE, {name: getattr(verdict, name) for name in _DECIDED})
+
+
+@lru_cache(maxsize=16)
+def _moved_out(way: Way, per: Per) -> Select[int, int]:
+    """How many outflows ``way`` made, and how many points they took, from the member
+    (``member_id``; :attr:`Per.MEMBER`) or from the account (``program``, ``member_ref``) since
+    ``since``, less those that moved nothing in the end; built once."""
+    scope = (
+        [col(way.member_id) == bindparam("member_id")]
+        if per is Per.MEMBER
+        else [col(way.program) == bindparam("program"), col(way.member_ref) == bindparam("member_ref")]
+    )
+    return select(func.count(), func.coalesce(func.sum(way.points), 0)).where(
+        *scope, col(way.created_at) > bindparam("since"), col(way.status).not_in(way.moved_nothing)
+    )
+
+
+@lru_cache(maxsize=4)
+def _hold(way: Way) -> Update:
+    """Row ``row_id`` of ``way`` held for staff: its status, lease and expiry set; built once."""
+    table: Table = way.table.__table__  # type: ignore[attr-defined]  # a table model's
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(
+            {name: bindparam(name, type_=table.c[name].type) for name in ("status", "lease_until", "next_attempt_at")}
+        )
+    )

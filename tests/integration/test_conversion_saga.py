@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import select
 
 from exchange.coalition.connector import CoalitionConnector
 from exchange.coalition.rules import point_rules
@@ -36,6 +37,7 @@ from exchange.pricing.models import Quote
 from exchange.programs.catalog import CatalogCache
 from exchange.programs.declarations import read_partners_directory
 from exchange.programs.models import Program
+from exchange.risk.models import RiskDecision
 from exchange.sagas import doubt
 from exchange.sagas.engine import NotWaitingYet
 from exchange.sagas.figures import read_figures
@@ -48,6 +50,7 @@ from tests.conftest import SAMPLE_PARTNERS
 from tests.factories import member_with_accounts
 from tests.fakes import FakePartner, Fault
 from tests.outages import FrozenPosting, KilledPosting, cut_next_point_write
+from tests.reads import sessions_begun
 
 TAIPEI = ZoneInfo("Asia/Taipei")
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -493,6 +496,43 @@ async def test_a_crash_after_the_credit_is_posted_by_recovery(world: World) -> N
     assert finished is not None and finished.status == ConversionStatus.COMPLETED
     assert world.partners["fresh-mart"].balances["alice"] == 102_450
     assert await world.ledger_transactions() == 1
+
+
+async def test_a_conversion_screened_by_every_gate_is_recorded_and_posted_in_lean_units_of_work(
+    pg_db: Database,
+) -> None:
+    """Once the ledger's accounts are open (a first posting opens them, in a session), a
+    conversion's units of work open no session, its source declaring every gate it passes
+    (a cooling period, names, velocity per member and per account, a hold above more than it
+    takes): its record, its transition and its posting are each one psycopg transaction."""
+    world = await make_world(pg_db)
+    await world.execute(await world.quote(1000), key="opens-the-accounts")
+    async with pg_db.transaction() as session:
+        source = await session.get(Program, "happy-card")
+        assert source is not None
+        source.risk = {
+            "cooling_period_seconds": 60,
+            "refuse_name_mismatch": True,
+            "hold_above_points": 5000,
+            "velocity": [
+                {"per": "member", "window_seconds": 3600, "max_points": 10_000},
+                {"per": "account", "window_seconds": 3600, "max_count": 5},
+            ],
+        }
+        session.add(source)
+    world.clock.advance(seconds=61)  # past the cooling period since the accounts were linked
+    world.saga.catalog = CatalogCache(pg_db, ttl=3600)  # as the gateway keeps it: read once a while
+    await world.saga.catalog.get()
+    quote = await world.quote(1000)
+    with sessions_begun(pg_db) as begun:
+        conversion = await world.execute(quote, key="k2")
+    assert (conversion.status, begun) == (ConversionStatus.COMPLETED, [])
+    async with pg_db.transaction() as session:
+        decided = (
+            await session.exec(select(RiskDecision.decision).where(RiskDecision.conversion_id == conversion.id))
+        ).all()
+    assert decided == ["ALLOW"]
+    assert await world.ledger_transactions() == 2
 
 
 @pytest.mark.parametrize("unit", ["lean", "session"])
