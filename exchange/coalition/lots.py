@@ -30,9 +30,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func
+from sqlalchemy import and_, bindparam, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -91,8 +90,8 @@ async def operation(session: AsyncSession, operation_id: str) -> Recorded | None
 
 #: A member's unexpired points by expiry instant (one row with a null instant if none; no row:
 #: no such member); built once, as it is read on every federated view.
-_HOLDINGS: Select[Any] = (  # sqlmodel's Select, which is SQLAlchemy's
-    select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))  # type: ignore[assignment]
+_HOLDINGS = (
+    select(Member.id, CoalitionLot.expires_at, func.sum(CoalitionLot.remaining))
     .select_from(Member)
     .outerjoin(
         CoalitionLot,

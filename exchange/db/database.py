@@ -250,7 +250,7 @@ class Database:
                 yield session
 
     async def read(
-        self, statement: Select[Any], values: Mapping[str, Any], session: AsyncSession | None = None
+        self, statement: Select[*tuple[Any, ...]], values: Mapping[str, Any], session: AsyncSession | None = None
     ) -> Sequence[Sequence[Any]]:
         """The rows of ``statement`` with ``values`` bound; an ORM entity selected comes as its
         columns, in the table's order. Inside a unit of work, through its ``session``

@@ -20,6 +20,7 @@ with its password, a token or a secret as well as a log line may, so every span 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
+from functools import lru_cache
 from typing import Literal
 
 from opentelemetry import propagate, trace
@@ -39,7 +40,14 @@ DEFAULT_SERVICE_NAME = "coalition-exchange"
 
 def tracer() -> trace.Tracer:
     """The exchange's tracer, from whichever provider is set (none: spans record nothing)."""
-    return trace.get_tracer(TRACER)
+    return _tracer_of(trace.get_tracer_provider())
+
+
+@lru_cache(maxsize=4)
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    """``provider``'s tracer of the exchange, made once (OpenTelemetry's API makes a new one at
+    every asking, and a conversion asks several times)."""
+    return provider.get_tracer(TRACER)
 
 
 def chosen_exporter(environ: Mapping[str, str]) -> Literal["otlp", "console"] | None:

@@ -252,8 +252,7 @@ class SettlementService:
         it CLOSED; a statement is stored once, and one issuer waits for the other's; so several
         gateways finishing one period close it, and issue each statement, once."""
         started_before = None if grace is None else self.clock.now() - grace
-        async with self.db.transaction() as session:
-            periods = await closing.left_unfinished(session, started_before=started_before)
+        periods = await closing.left_unfinished(self.db, started_before=started_before)
         done = UnfinishedCloses([], [])
         for period, status in periods:
             try:
@@ -322,8 +321,11 @@ class SettlementService:
         heartbeat was stale. (A runner that dies leaves its job RUNNING until then.)
         """
         await self._requeue_interrupted()
+        now = self.clock.now()
+        if not await jobs.any_to_take(self.db, now, self.stale_after):
+            return False  # the usual pass: one read, no unit of work
         async with self.db.transaction() as session:
-            job = await jobs.claim(session, self.clock.now(), self.stale_after)
+            job = await jobs.claim(session, now, self.stale_after)
         if job is None:
             return False
         assert job.started_at is not None  # set by the claim

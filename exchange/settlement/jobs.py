@@ -24,12 +24,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, or_, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from exchange.db.database import Database
 from exchange.settlement.models import JobState, SettlementJob
 
 CLOSE_PERIOD = "close-period"
@@ -80,26 +81,44 @@ def heartbeat_every(stale_after: timedelta) -> timedelta:
     return stale_after / HEARTBEATS_PER_STALE
 
 
+async def any_to_take(db: Database, now: datetime, stale_after: timedelta) -> bool:
+    """Whether :func:`claim` would find a job to take now: one read, committed on its own, which
+    every gateway process's runner sends every second (a unit of work costs several times it)."""
+    return bool(await db.read(_ANY_TAKEABLE, {"stale_before": now - stale_after}))
+
+
 async def claim(session: AsyncSession, now: datetime, stale_after: timedelta) -> SettlementJob | None:
     """Take the oldest queued job (or a running one whose runner has been silent for longer than
     ``stale_after``) for this runner; None if there is none. Two runners racing for one job:
     the state check in the UPDATE lets one of them have it."""
-    takeable = or_(
-        JOBS.c.state == JobState.QUEUED.value,
-        (JOBS.c.state == JobState.RUNNING.value) & (JOBS.c.heartbeat_at < now - stale_after),
-    )
-    oldest = core_select(JOBS.c.id).where(takeable).order_by(JOBS.c.requested_at).limit(1).scalar_subquery()
-    taken = (
-        await session.exec(
-            update(JOBS)
-            .where(JOBS.c.id == oldest, takeable)
-            .values(state=JobState.RUNNING.value, started_at=now, heartbeat_at=now, step="", progress=0)
-            .returning(JOBS.c.id)
-        )
-    ).first()
+    taken = (await session.exec(_CLAIM, params={"now": now, "stale_before": now - stale_after})).first()
     if taken is None:
         return None
     return await session.get(SettlementJob, taken[0], populate_existing=True)
+
+
+#: A job a runner may take: queued, or running with a runner silent since before ``stale_before``.
+_TAKEABLE = or_(
+    JOBS.c.state == JobState.QUEUED.value,
+    (JOBS.c.state == JobState.RUNNING.value) & (JOBS.c.heartbeat_at < bindparam("stale_before")),
+)
+_ANY_TAKEABLE = core_select(JOBS.c.id).where(_TAKEABLE).limit(1)
+#: The oldest takeable job taken for a run that starts ``now``.
+_CLAIM = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == core_select(JOBS.c.id).where(_TAKEABLE).order_by(JOBS.c.requested_at).limit(1).scalar_subquery(),
+        _TAKEABLE,
+    )
+    .values(
+        state=JobState.RUNNING.value,
+        started_at=bindparam("now", type_=JOBS.c.started_at.type),
+        heartbeat_at=bindparam("now", type_=JOBS.c.heartbeat_at.type),
+        step="",
+        progress=0,
+    )
+    .returning(JOBS.c.id)
+)
 
 
 async def requeue(session: AsyncSession, job_id: str, started_at: datetime) -> bool:
