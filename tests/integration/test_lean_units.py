@@ -37,6 +37,11 @@ async def member_ids(db: Database) -> list[str]:
     return [row[0] for row in await db.read(MEMBER_IDS, {})]
 
 
+async def backend(session: AsyncSession) -> int:
+    """The server process behind the unit of work's connection."""
+    return int((await direct.execute(session, BACKEND)).one()[0])
+
+
 async def test_a_unit_commits_what_it_sent_then_runs_its_after_commit_actions_once(db: Database) -> None:
     given: list[AsyncSession] = []
     done: list[str] = []
@@ -99,7 +104,7 @@ async def test_a_lean_unit_whose_connection_breaks_is_service_unavailable_undone
     backends: list[int] = []
 
     async def work(session: AsyncSession) -> None:
-        backends.append(int((await direct.execute(session, BACKEND)).one()[0]))
+        backends.append(await backend(session))
         await direct.execute(session, ADD_MEMBER, member("mbr_a"))
         await direct.execute(session, text("SELECT pg_sleep(5)"))
 
@@ -112,7 +117,7 @@ async def test_a_lean_unit_whose_connection_breaks_is_service_unavailable_undone
         await pg_db.run(work)
     await terminating
     assert await member_ids(pg_db) == []
-    assert await pg_db.run(lambda session: direct.execute(session, BACKEND)) != backends[0]
+    assert await pg_db.run(backend) != backends[0]
 
 
 async def test_a_lean_unit_refused_by_a_server_that_takes_no_writes_now_is_service_unavailable_and_its_connection_closed(
@@ -122,13 +127,13 @@ async def test_a_lean_unit_refused_by_a_server_that_takes_no_writes_now_is_servi
     backends: list[int] = []
 
     async def work(session: AsyncSession) -> None:
-        backends.append(int((await direct.execute(session, BACKEND)).one()[0]))
+        backends.append(await backend(session))
         await direct.execute(session, text("SET TRANSACTION READ ONLY"))
         await direct.execute(session, ADD_MEMBER, member("mbr_a"))
 
     with pytest.raises(DatabaseUnavailable):
         await pg_db.run(work)
-    assert (await pg_db.run(lambda session: direct.execute(session, BACKEND))).one()[0] != backends[0]
+    assert await pg_db.run(backend) != backends[0]
     assert await member_ids(pg_db) == []
 
 
