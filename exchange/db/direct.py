@@ -203,10 +203,10 @@ class Rows:
 
 async def execute(session: AsyncSession, statement: ClauseElement, values: Mapping[str, Any] | None = None) -> Rows:
     """Run ``statement`` (built once: see :func:`compiled_for`) with ``values`` in ``session``'s
-    unit of work (a :class:`LeanUnit`'s too). On PostgreSQL it goes straight to the psycopg connection under the session, in
-    its transaction; one the error broke (or the server refusing it now: a failover, a shutdown)
-    raises :class:`DatabaseUnavailable` and is not used again. On SQLite, through the session's
-    connection as SQLAlchemy executes it."""
+    unit of work (a :class:`LeanUnit`'s too). On PostgreSQL it goes straight to the psycopg
+    connection under the session, in its transaction; one the error broke (or the server
+    refusing it now: a failover, a shutdown) raises :class:`DatabaseUnavailable` and is not used
+    again. On SQLite, through the session's connection as SQLAlchemy executes it."""
     if isinstance(session, LeanUnit):
         return await session.send(statement, values or {})
     # The unit of work's transaction holds one connection to its end: found once (a greenlet's
@@ -380,10 +380,11 @@ class DirectStatements:
         async with self._held() as cursor:
             lean = LeanUnit(cursor, bind)
             try:
-                async with cursor.connection.transaction():
-                    done = await work(lean)
-            except psycopg.Error as error:
-                _raise_outage(error, cursor.connection)
+                try:
+                    async with cursor.connection.transaction():
+                        done = await work(lean)
+                except psycopg.Error as error:  # at BEGIN or COMMIT (a statement's comes mapped)
+                    _raise_outage(error, cursor.connection)
             except DatabaseUnavailable:
                 await cursor.connection.close()  # it may be a server's that no longer takes writes
                 raise

@@ -120,6 +120,25 @@ async def test_a_lean_unit_whose_connection_breaks_is_service_unavailable_undone
     assert await pg_db.run(backend) != backends[0]
 
 
+async def test_a_lean_unit_whose_connection_is_lost_before_its_commit_is_service_unavailable_and_undone(
+    pg_db: Database,
+) -> None:
+    """The connection goes after the work's last statement: COMMIT is what fails (the outcome
+    unknown to the caller, as any unit's lost at its commit), nothing was committed, and the
+    connection is not used again."""
+    backends: list[int] = []
+
+    async def work(session: AsyncSession) -> None:
+        backends.append(await backend(session))
+        await direct.execute(session, ADD_MEMBER, member("mbr_a"))
+        await pg_db.read(select(func.pg_terminate_backend(backends[0])), {})  # from another connection
+
+    with pytest.raises(DatabaseUnavailable):
+        await pg_db.run(work)
+    assert await member_ids(pg_db) == []
+    assert await pg_db.run(backend) != backends[0]
+
+
 async def test_a_lean_unit_refused_by_a_server_that_takes_no_writes_now_is_service_unavailable_and_its_connection_closed(
     pg_db: Database,
 ) -> None:
