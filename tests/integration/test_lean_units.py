@@ -5,6 +5,7 @@ it asks for more; on SQLite in a session. What commits, what is undone, and what
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -98,26 +99,40 @@ async def test_work_that_asks_for_a_session_is_begun_again_in_one_with_what_it_s
     assert await member_ids(pg_db) == ["mbr_a"]
 
 
-async def test_a_lean_unit_whose_connection_breaks_is_service_unavailable_undone_and_its_connection_not_used_again(
-    pg_db: Database,
+async def fails_undone_and_its_connection_replaced(
+    db: Database, steps: Callable[[AsyncSession, int], Awaitable[None]]
 ) -> None:
+    """A lean unit of ``steps`` (given the unit's server process) raises ``DatabaseUnavailable``,
+    commits nothing, and the next unit runs on another server process: its connection was not
+    kept."""
     backends: list[int] = []
 
     async def work(session: AsyncSession) -> None:
         backends.append(await backend(session))
-        await direct.execute(session, ADD_MEMBER, member("mbr_a"))
-        await direct.execute(session, text("SELECT pg_sleep(5)"))
+        await steps(session, backends[0])
 
-    async def terminate_soon() -> None:
-        await asyncio.sleep(0.3)
-        await pg_db.read(select(func.pg_terminate_backend(backends[0])), {})
-
-    terminating = asyncio.ensure_future(terminate_soon())
     with pytest.raises(DatabaseUnavailable):
-        await pg_db.run(work)
-    await terminating
-    assert await member_ids(pg_db) == []
-    assert await pg_db.run(backend) != backends[0]
+        await db.run(work)
+    assert await member_ids(db) == []
+    assert await db.run(backend) != backends[0]
+
+
+async def test_a_lean_unit_whose_connection_breaks_is_service_unavailable_undone_and_its_connection_not_used_again(
+    pg_db: Database,
+) -> None:
+    async def steps(session: AsyncSession, server: int) -> None:
+        async def terminate_soon() -> None:
+            await asyncio.sleep(0.3)
+            await pg_db.read(select(func.pg_terminate_backend(server)), {})
+
+        terminating = asyncio.ensure_future(terminate_soon())
+        try:
+            await direct.execute(session, ADD_MEMBER, member("mbr_a"))
+            await direct.execute(session, text("SELECT pg_sleep(5)"))
+        finally:
+            await terminating
+
+    await fails_undone_and_its_connection_replaced(pg_db, steps)
 
 
 async def test_a_lean_unit_whose_connection_is_lost_before_its_commit_is_service_unavailable_and_undone(
@@ -126,34 +141,24 @@ async def test_a_lean_unit_whose_connection_is_lost_before_its_commit_is_service
     """The connection goes after the work's last statement: COMMIT is what fails (the outcome
     unknown to the caller, as any unit's lost at its commit), nothing was committed, and the
     connection is not used again."""
-    backends: list[int] = []
 
-    async def work(session: AsyncSession) -> None:
-        backends.append(await backend(session))
+    async def steps(session: AsyncSession, server: int) -> None:
         await direct.execute(session, ADD_MEMBER, member("mbr_a"))
-        await pg_db.read(select(func.pg_terminate_backend(backends[0])), {})  # from another connection
+        await pg_db.read(select(func.pg_terminate_backend(server)), {})  # from another connection
 
-    with pytest.raises(DatabaseUnavailable):
-        await pg_db.run(work)
-    assert await member_ids(pg_db) == []
-    assert await pg_db.run(backend) != backends[0]
+    await fails_undone_and_its_connection_replaced(pg_db, steps)
 
 
 async def test_a_lean_unit_refused_by_a_server_that_takes_no_writes_now_is_service_unavailable_and_its_connection_closed(
     pg_db: Database,
 ) -> None:
     """As after a failover, a connection to a server that became a standby: it is not kept."""
-    backends: list[int] = []
 
-    async def work(session: AsyncSession) -> None:
-        backends.append(await backend(session))
+    async def steps(session: AsyncSession, _server: int) -> None:
         await direct.execute(session, text("SET TRANSACTION READ ONLY"))
         await direct.execute(session, ADD_MEMBER, member("mbr_a"))
 
-    with pytest.raises(DatabaseUnavailable):
-        await pg_db.run(work)
-    assert await pg_db.run(backend) != backends[0]
-    assert await member_ids(pg_db) == []
+    await fails_undone_and_its_connection_replaced(pg_db, steps)
 
 
 async def test_a_lean_unit_cancelled_while_the_server_answers_is_undone_and_leaves_no_connection_in_a_transaction(
