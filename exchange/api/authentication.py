@@ -38,7 +38,7 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.execution import PreExecutionError
 
 from exchange.api.media import response_media_type
@@ -189,27 +189,24 @@ def _object_types(schema: GraphQLSchema, parent: GraphQLCompositeType) -> list[G
 
 
 class RuledSchema(Protocol):
-    """What :class:`TokenRequired` needs of the schema (``ExchangeSchema`` provides it)."""
+    """What :func:`refuse_without_token` needs of the schema (``ExchangeSchema`` provides it)."""
 
     _schema: GraphQLSchema
     field_rules: Mapping[str, Rule]
 
 
-class TokenRequired(SchemaExtension):
-    """Refuses, before execution, an operation without a token that selects protected fields."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.context.principal is None and context.graphql_document is not None:
-            schema = cast(RuledSchema, context.schema)
-            needing = fields_needing_a_token(
-                schema._schema, schema.field_rules, context.graphql_document, context.operation_name
+def refuse_without_token(context: ExecutionContext) -> None:
+    """Refuse, before execution, an operation without a token that selects protected fields
+    (its result set: nothing runs)."""
+    if context.context.principal is None and context.graphql_document is not None:
+        schema = cast(RuledSchema, context.schema)
+        needing = fields_needing_a_token(
+            schema._schema, schema.field_rules, context.graphql_document, context.operation_name
+        )
+        if needing:
+            refusal = Unauthenticated(
+                "an access token is needed for " + ", ".join(needing) + ": send Authorization: Bearer <token>"
             )
-            if needing:
-                refusal = Unauthenticated(
-                    "an access token is needed for " + ", ".join(needing) + ": send Authorization: Bearer <token>"
-                )
-                context.result = PreExecutionError(
-                    data=None, errors=[GraphQLError(refusal.message, original_error=refusal)]
-                )
-        yield
+            context.result = PreExecutionError(
+                data=None, errors=[GraphQLError(refusal.message, original_error=refusal)]
+            )

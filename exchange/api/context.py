@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeVar
 
 from starlette.requests import Request
@@ -88,55 +89,73 @@ def _pages(
     return DataLoader(load_fn=load)
 
 
-@dataclass
 class Loaders:
-    """Per-request DataLoaders, so a list of parents costs one query per child kind."""
+    """Per-request DataLoaders, so a list of parents costs one query per child kind. Each is
+    made when a field first asks for it: most requests (a conversion's) ask for none."""
 
-    programs: DataLoader[str, Program]
-    tiers: DataLoader[str, list[ProgramTier]]
-    assertion_keys: DataLoader[str, list[PartnerAssertionKey]]
-    rate_versions: DataLoader[int, RateVersion]
-    incoming_rates: DataLoader[str, list[RateVersion]]
-    promotions: DataLoader[ProgramPage, list[Promotion]]
-    linked_accounts: DataLoader[ProgramPage, list[LinkedAccount]]
-    webhook_deliveries: DataLoader[DeliveriesPage, Page[DeliveryView]]
-    webhook_attempts: DataLoader[AttemptsPage, Page[WebhookAttempt]]
-    issued_statements: DataLoader[tuple[str, str], IssuedStatement]
-    """A statement's stored document and signature by (participant, period), read once for
-    however many of its fields ask (each is a busy month's whole document)."""
+    def __init__(self, services: Services) -> None:
+        self._services = services
 
-    @classmethod
-    def for_request(cls, services: Services) -> Loaders:
-        return cls(
-            programs=_rows(services.catalog.programs_by_id),
-            tiers=_lists(services.catalog.tiers_by_program),
-            assertion_keys=_lists(services.access.assertion_keys),
-            rate_versions=_rows(services.pricing.rate_versions),
-            incoming_rates=_lists(services.pricing.incoming_rates),
-            promotions=_pages(
-                lambda page, program_ids: services.pricing.promotions_by_id(program_ids, first=page[0], after=page[1]),
-                list,
-            ),
-            linked_accounts=_pages(
-                lambda page, program_ids: services.members.accounts_at_programs(
-                    program_ids, first=page[0], after=page[1]
-                ),
-                list,
-            ),
-            webhook_deliveries=_pages(
-                lambda page, subscription_ids: services.webhooks.delivery_pages(
-                    page[0], subscription_ids, status=page[1], first=page[2], after=page[3]
-                ),
-                Page.empty,
-            ),
-            webhook_attempts=_pages(
-                lambda page, subscription_ids: services.webhooks.attempt_pages(
-                    page[0], subscription_ids, first=page[1], after=page[2]
-                ),
-                Page.empty,
-            ),
-            issued_statements=_each(lambda key: services.settlement.issued_statement(*key)),
+    @cached_property
+    def programs(self) -> DataLoader[str, Program]:
+        return _rows(self._services.catalog.programs_by_id)
+
+    @cached_property
+    def tiers(self) -> DataLoader[str, list[ProgramTier]]:
+        return _lists(self._services.catalog.tiers_by_program)
+
+    @cached_property
+    def assertion_keys(self) -> DataLoader[str, list[PartnerAssertionKey]]:
+        return _lists(self._services.access.assertion_keys)
+
+    @cached_property
+    def rate_versions(self) -> DataLoader[int, RateVersion]:
+        return _rows(self._services.pricing.rate_versions)
+
+    @cached_property
+    def incoming_rates(self) -> DataLoader[str, list[RateVersion]]:
+        return _lists(self._services.pricing.incoming_rates)
+
+    @cached_property
+    def promotions(self) -> DataLoader[ProgramPage, list[Promotion]]:
+        pricing = self._services.pricing
+        return _pages(
+            lambda page, program_ids: pricing.promotions_by_id(program_ids, first=page[0], after=page[1]), list
         )
+
+    @cached_property
+    def linked_accounts(self) -> DataLoader[ProgramPage, list[LinkedAccount]]:
+        members = self._services.members
+        return _pages(
+            lambda page, program_ids: members.accounts_at_programs(program_ids, first=page[0], after=page[1]), list
+        )
+
+    @cached_property
+    def webhook_deliveries(self) -> DataLoader[DeliveriesPage, Page[DeliveryView]]:
+        webhooks = self._services.webhooks
+        return _pages(
+            lambda page, subscription_ids: webhooks.delivery_pages(
+                page[0], subscription_ids, status=page[1], first=page[2], after=page[3]
+            ),
+            Page.empty,
+        )
+
+    @cached_property
+    def webhook_attempts(self) -> DataLoader[AttemptsPage, Page[WebhookAttempt]]:
+        webhooks = self._services.webhooks
+        return _pages(
+            lambda page, subscription_ids: webhooks.attempt_pages(
+                page[0], subscription_ids, first=page[1], after=page[2]
+            ),
+            Page.empty,
+        )
+
+    @cached_property
+    def issued_statements(self) -> DataLoader[tuple[str, str], IssuedStatement]:
+        """A statement's stored document and signature by (participant, period), read once for
+        however many of its fields ask (each is a busy month's whole document)."""
+        settlement = self._services.settlement
+        return _each(lambda key: settlement.issued_statement(*key))
 
 
 @dataclass
@@ -150,7 +169,7 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders.for_request(self.services)
+        self.loaders = Loaders(self.services)
 
     def caller(self) -> Principal:
         """The principal, in a resolver whose rule already required a token."""

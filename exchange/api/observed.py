@@ -12,19 +12,18 @@ series (every pair and triple of some fifty root fields, each times the histogra
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 from graphql import DocumentNode, FieldNode
 from graphql.utilities import get_operation_ast
 from opentelemetry import trace
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from exchange.api.refusals import STATUS_CODES
 from exchange.errors import ErrorCode, ExchangeError
 from exchange.observability.metrics import count_errors, observe_request
-from exchange.observability.tracing import extract_trace_context, tracer
+from exchange.observability.tracing import span
 
 NO_OPERATION = "(none)"
 SEVERAL = "(several)"
@@ -41,15 +40,11 @@ def operation_label(document: DocumentNode | None, operation_name: str | None) -
     return names.pop() if len(names) == 1 else SEVERAL
 
 
-class NameTheOperation(SchemaExtension):
-    """Tells :class:`ObservedRequests` (through the request's state) which operation runs."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        label = operation_label(context.graphql_document, context.operation_name)
-        context.context.request.state.operation = label
-        trace.get_current_span().set_attribute("graphql.operation.name", label)
-        yield
+def name_the_operation(context: ExecutionContext) -> None:
+    """Tell :class:`ObservedRequests` (through the request's state) which operation runs."""
+    label = operation_label(context.graphql_document, context.operation_name)
+    context.context.request.state.operation = label
+    trace.get_current_span().set_attribute("graphql.operation.name", label)
 
 
 class ObservedRequests:
@@ -73,8 +68,7 @@ class ObservedRequests:
         status = 500
         observed = False
 
-        parent = extract_trace_context(Headers(scope=scope))
-        with tracer().start_as_current_span("graphql", context=parent, kind=trace.SpanKind.SERVER) as span:
+        with span("graphql", kind=trace.SpanKind.SERVER, continuing=Headers(scope=scope)) as current:
 
             def observe(failure: BaseException | None) -> None:
                 nonlocal observed
@@ -82,8 +76,8 @@ class ObservedRequests:
                 state = scope.setdefault("state", {})
                 operation = state.get("operation", NO_OPERATION)
                 outcome = state.get("outcome") or self._unanswered(status, failure)
-                span.update_name(f"graphql {operation}")
-                span.set_attribute("http.response.status_code", status)
+                current.update_name(f"graphql {operation}")
+                current.set_attribute("http.response.status_code", status)
                 observe_request(operation, outcome, started)
 
             async def sending(message: Message) -> None:

@@ -55,7 +55,7 @@ from exchange.ledger.models import (
 from exchange.ledger.periods import SettlementCalendar
 from exchange.ledger.stars import hub_positions
 from exchange.observability.metrics import count_ledger_postings
-from exchange.observability.tracing import tracer
+from exchange.observability.tracing import span
 from exchange.settings import Settings
 
 MAX_ID_LENGTH = 100
@@ -211,9 +211,7 @@ class Ledger:
         A request whose id was posted before with the same content is not posted again:
         its first result comes back with ``replayed=True``.
         """
-        with tracer().start_as_current_span(
-            "ledger post", attributes={"exchange.ledger.kinds": sorted({request.kind for request in requests})}
-        ):
+        with span("ledger post", attributes={"exchange.ledger.kinds": sorted({request.kind for request in requests})}):
             return await self._post_many(session, requests)
 
     async def _post_many(

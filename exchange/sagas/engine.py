@@ -66,7 +66,7 @@ from exchange.db.database import Database
 from exchange.errors import ErrorCode, ExchangeError, NotFound
 from exchange.observability.logs import log_context
 from exchange.observability.metrics import count_saga_fault
-from exchange.observability.tracing import tracer
+from exchange.observability.tracing import span
 from exchange.sagas.state import MESSAGE_LENGTH, SagaState
 from exchange.settings import Settings
 from exchange.text import one_line
@@ -361,7 +361,7 @@ class Saga(abc.ABC, Generic[Row]):
         with log_context(**{f"{self.slug}_id": self._id(row)}):
             while row.status in self.active:
                 step = row.step
-                with tracer().start_as_current_span(
+                with span(
                     f"{self.label} {step}",
                     attributes={
                         "exchange.saga": self.slug,

@@ -26,7 +26,7 @@ from sqlmodel import col, select
 
 from exchange.db.availability import DatabaseUnavailable
 from exchange.observability.metrics import count_saga_fault
-from exchange.observability.tracing import tracer
+from exchange.observability.tracing import span
 from exchange.sagas.engine import Saga, StepFault
 
 logger = logging.getLogger("exchange.sagas.recovery")
@@ -70,7 +70,7 @@ class RecoveryWorker:
         async with self._slots:
             try:
                 # One trace per row recovered, its steps and partner calls beneath.
-                with tracer().start_as_current_span(f"recover {self.saga.label}"):
+                with span(f"recover {self.saga.label}"):
                     await self.saga.recover(row_id)
             except DatabaseUnavailable:
                 # An outage or a failover is expected (as for every periodic job): one line, no

@@ -111,10 +111,17 @@ async def test_a_conversion_is_one_trace_carried_on_to_the_partners(
 
 
 async def test_without_a_tracer_provider_partners_get_no_traceparent(kit: ExchangeKit, sandboxes: SandboxFleet) -> None:
-    await kit.member_token("wallet-pay", "alice")
-    await kit.data("{ me { accounts { balance } } }", await kit.member_token("wallet-pay", "alice"))
+    """Not even the caller's: with no span made, no trace context is current to pass on."""
+    token = await kit.member_token("wallet-pay", "alice")
+    response = await kit.http.post(
+        "/graphql",
+        json={"query": "{ me { accounts { balance } } }"},
+        headers={"authorization": f"Bearer {token}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+    )
+    assert response.json()["data"]["me"]["accounts"][0]["balance"] is not None
     seen = await sandboxes["wallet-pay"].admin.trace_headers()
-    assert seen and all(request["traceparent"] is None for request in seen)
+    assert any(request["path"].startswith("/members/") for request in seen), seen
+    assert all(request["traceparent"] is None for request in seen), seen
 
 
 @pytest.mark.parametrize(
