@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import col, select
@@ -141,6 +141,9 @@ class Tally:
     debited: int = 0
     writes: list[tuple[str, str, str, int]] = field(default_factory=list)  # (kind, saga, member, points)
     undone: set[str] = field(default_factory=set)
+    parted: set[str] = field(default_factory=set)
+    """Sagas whose part reversal is counted: asked again (the rest was refused before), the
+    point answers the first one again under its key, and that is no new reversal."""
     in_flight: int = 0
 
 
@@ -189,7 +192,9 @@ async def run_steps(url: str, script: list[tuple[Any, ...]]) -> str:
                 try:
                     if step[2] and points > 1:
                         part = await connector.reverse(f"{saga}:undo-part", write_id, points // 2)
-                        tally.in_flight -= sign * int(part.points or 0)
+                        if saga not in tally.parted:
+                            tally.in_flight -= sign * int(part.points or 0)
+                            tally.parted.add(saga)
                     rest = await connector.reverse(f"{saga}:undo", write_id)
                 except InsufficientPoints:
                     continue  # a credit already spent stays: it is still in flight
@@ -231,6 +236,17 @@ async def run_steps(url: str, script: list[tuple[Any, ...]]) -> str:
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 @given(script=steps)
+# A member's credit, partly reversed, then spent, so the rest cannot be: asked to undo it again,
+# the point answers the part reversal again under its key, and nothing more leaves the flight.
+@example(
+    script=[
+        ("earn", 0, 1, False),
+        ("earn", 1, 242, False),
+        ("spend", 1, 1, False),
+        ("undo", 1, 1),
+        ("undo", 1, 1),
+    ]
+)
 def test_no_coalition_point_is_created_or_lost_on_sqlite(
     sqlite_databases: SqliteDatabases, script: list[tuple[Any, ...]]
 ) -> None:
