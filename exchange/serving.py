@@ -56,6 +56,50 @@ _UPGRADE_WITH_BODY = (
 _HEAD_TOO_LARGE = f"request head (request line and headers) larger than {MAX_REQUEST_HEAD_BYTES} bytes".encode()
 
 
+class AnswerWrites(asyncio.Transport):
+    """A response's view of its connection: the answer's head (its first write) is held until
+    the first bytes of its body, and goes out with them in one write.
+
+    uvicorn writes a head and its body apart, and the connection sends each write at once
+    (``TCP_NODELAY``): a small answer went out as two segments, each a system call here and a
+    wake-up of the client's reader there. A head that no body follows within the event loop's
+    turn (a stream whose first bytes take time) goes out alone at the turn's end; closing
+    sends what is held first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._written = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif not self._written:
+            self._held = bytes(data)
+            self._written = True
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Send the head held, if any."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol over httptools, bounding what a client may make the server
     hold: the bytes of a request's head, and the time its head and its body take to arrive.
@@ -148,6 +192,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 self._refuse(b"400 Bad Request", _UPGRADE_WITH_BODY)
                 return
         super().on_headers_complete()
+        self.cycle.transport = AnswerWrites(self.transport, self.loop)
         if self._upgrade_asked:
             self.cycle.keep_alive = False
 
