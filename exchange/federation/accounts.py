@@ -21,8 +21,9 @@ arriving together) costs each partner one call, not one per alias.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,11 +123,11 @@ class Federation:
 
     async def accounts_as_answered(
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers
-    ) -> list[asyncio.Task[AccountView]]:
-        """:meth:`accounts`, each account's view a task that ends when its partner answers (or
-        its cached answer is found), in the order of ``links``: for a caller that shows each
+    ) -> list[asyncio.Future[AccountView]]:
+        """:meth:`accounts`, each account's view a future that is done when its partner answers
+        (or at once, from the cache), in the order of ``links``: for a caller that shows each
         account as it comes, instead of all of them once the slowest partner has answered."""
-        return await self._view_tasks(links, activity, for_tiers=False)
+        return await self._pending_views(links, activity, for_tiers=False)
 
     async def accounts_at(self, member_id: str, program_ids: Collection[str]) -> list[AccountView]:
         """The member's accounts at ``program_ids`` as :meth:`accounts` shows them (only their
@@ -170,15 +171,17 @@ class Federation:
     ) -> list[AccountView]:
         """Each link's view, for balances or (``for_tiers``, cached longer) for tiers, in the
         order of ``links``."""
-        return list(await asyncio.gather(*await self._view_tasks(links, activity, for_tiers=for_tiers)))
+        return list(await asyncio.gather(*await self._pending_views(links, activity, for_tiers=for_tiers)))
 
-    async def _view_tasks(
+    async def _pending_views(
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers, *, for_tiers: bool
-    ) -> list[asyncio.Task[AccountView]]:
-        """:meth:`_views`, each view a task, started now, in the order of ``links``. The partners
-        are asked first, the slowest lately first (:mod:`~exchange.federation.answer_times`),
-        and the coalition point, which is a read of the exchange's own database, last: that read
-        then overlaps the partners' answers instead of delaying every request to them."""
+    ) -> list[asyncio.Future[AccountView]]:
+        """:meth:`_views`, each view a future, in the order of ``links``. Every call a view
+        needs is begun here, before this returns (not from a task of the view's own, a turn of
+        the event loop later). The partners are asked first, the slowest lately first
+        (:mod:`~exchange.federation.answer_times`), and the coalition point, which is a read of
+        the exchange's own database, last: that read then overlaps the partners' answers instead
+        of delaying every request to them."""
         catalog = await self.catalog.get()
         programs = {link.program_id: catalog.program(link.program_id) for link in links}
         asked = sorted(
@@ -188,53 +191,90 @@ class Federation:
                 -self.answer_times.expected(link.program_id),
             ),
         )
+        calls_begun = itertools.count()
         by_program = {
-            link.program_id: asyncio.ensure_future(
-                self._view(
-                    link,
-                    programs[link.program_id],
-                    catalog.tier_levels.get(link.program_id, {}),
-                    activity,
-                    for_tiers=for_tiers,
-                )
+            link.program_id: self._view(
+                link,
+                programs[link.program_id],
+                catalog.tier_levels.get(link.program_id, {}),
+                activity,
+                calls_begun,
+                for_tiers=for_tiers,
             )
             for link in asked
         }
         return [by_program[link.program_id] for link in links]
 
-    async def _view(
+    def _view(
         self,
         link: LinkedAccount,
         program: Program,
         levels: dict[str, int],
         activity: ActivityMarkers,
+        calls_begun: Iterator[int],
         *,
         for_tiers: bool,
-    ) -> AccountView:
+    ) -> asyncio.Future[AccountView]:
+        """The view of ``link``: at once from the cache, else once its partner's answer (or
+        error) comes, the call to the partner begun now (``calls_begun`` counts the view's)."""
         key = (link.member_id, link.program_id)
         account = self.cache.tier(key, activity) if for_tiers else self.cache.balance(key, activity)
-        if account is None:
-            try:
-                account = await self._fetch(key, program, link.member_ref, activity)
-            except PartnerError as error:
-                return AccountView(link, program, None, None, error)
-            self.cache.put(key, account, activity)
+        if account is not None:
+            cached: asyncio.Future[AccountView] = asyncio.get_running_loop().create_future()
+            cached.set_result(AccountView(link, program, account, levels.get(account.tier), None))
+            return cached
+        return asyncio.ensure_future(
+            self._answered(
+                link, program, levels, activity, self._fetch(key, program, link.member_ref, activity, calls_begun)
+            )
+        )
+
+    async def _answered(
+        self,
+        link: LinkedAccount,
+        program: Program,
+        levels: dict[str, int],
+        activity: ActivityMarkers,
+        call: asyncio.Future[MemberAccount],
+    ) -> AccountView:
+        """The view of ``link`` once ``call`` to its partner ends, the answer cached."""
+        try:
+            account = await asyncio.shield(call)
+        except PartnerError as error:
+            return AccountView(link, program, None, None, error)
+        self.cache.put((link.member_id, link.program_id), account, activity)
         return AccountView(link, program, account, levels.get(account.tier), None)
 
-    async def _fetch(
-        self, key: tuple[str, str], program: Program, member_ref: str, activity: ActivityMarkers
-    ) -> MemberAccount:
+    def _fetch(
+        self,
+        key: tuple[str, str],
+        program: Program,
+        member_ref: str,
+        activity: ActivityMarkers,
+        calls_begun: Iterator[int],
+    ) -> asyncio.Future[MemberAccount]:
         """The partner's answer for one account: the call already in flight for it under the
         same markers, if any (a later marker never joins an earlier call's answer), else a new
-        one. A waiter that is cancelled leaves the call to the others."""
+        one, begun now. A waiter that is cancelled leaves the call to the others (each waits
+        through :func:`asyncio.shield`)."""
         flight = (key, activity)
         call = self._fetching.get(flight)
         if call is None:
-            call = asyncio.ensure_future(self.connector_for(program).account(member_ref))
+            call = asyncio.ensure_future(self._ask(program, member_ref, first=next(calls_begun) == 0))
             self._fetching[flight] = call
             asked_at = self._timer()
             call.add_done_callback(lambda done: self._landed(flight, done, asked_at))
-        return await asyncio.shield(call)
+        return call
+
+    async def _ask(self, program: Program, member_ref: str, *, first: bool) -> MemberAccount:
+        """The partner's account call (a partner that cannot be called fails it, as an answer
+        would); all but the ``first`` of a view's calls begin a turn of the event loop later.
+        aiohttp writes a request's body in a task of its own, a turn after the call begins: the
+        first partner asked (the slowest lately) had its request written only after every other
+        partner's was prepared (about 0.4 ms of CPU each) and the coalition point's read sent."""
+        if not first:
+            await asyncio.sleep(0)
+        return await self.connector_for(program).account(member_ref)
 
     def _landed(
         self, flight: tuple[tuple[str, str], ActivityMarkers], call: asyncio.Future[MemberAccount], asked_at: float

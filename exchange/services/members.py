@@ -125,8 +125,8 @@ class MemberService:
 
     async def accounts_as_answered(
         self, links: Sequence[LinkedAccount], activity: ActivityMarkers
-    ) -> list[asyncio.Task[AccountView]]:
-        """:meth:`accounts`, each account a task that ends as its partner answers, in the order
+    ) -> list[asyncio.Future[AccountView]]:
+        """:meth:`accounts`, each account a future that is done as its partner answers, in the order
         of ``links``: for a caller that shows each account as it comes."""
         return await self.federation.accounts_as_answered(links, activity)
 

@@ -1,5 +1,5 @@
-"""The federated view asks the partner that has lately answered slowest first, and still shows
-the accounts in the member's order."""
+"""The federated view asks the partner that has lately answered slowest first (the others a turn
+of the event loop later), and still shows the accounts in the member's order."""
 
 from __future__ import annotations
 
@@ -54,3 +54,34 @@ async def test_the_slowest_partner_lately_is_asked_first(pg_db: Database, sample
     assert asked[0] == "harbor-bank"
     assert [view.program.id for view in first] == [view.program.id for view in second] == sorted(DELAYS)
     assert all(view.account is not None and view.account.balance == 100 for view in second)
+
+
+async def test_the_others_begin_a_turn_after_the_slowest(pg_db: Database, sample_partners: PartnersDirectory) -> None:
+    """aiohttp writes a request's body a turn of the event loop after its call begins: the other
+    partners' calls wait that turn, so the slowest's request goes out before they are prepared."""
+    async with pg_db.transaction() as session:
+        await load_directory(session, sample_partners, NOW)
+    member = await member_with_accounts(pg_db, {program: f"ref-{program}" for program in DELAYS}, NOW)
+    turned: list[str] = []  # set by a callback the slowest partner schedules as its call begins
+    begun: dict[str, bool] = {}  # each partner: whether that turn had passed when its call began
+
+    class Turning(Partner):
+        async def account(self, member_ref: str) -> MemberAccount:
+            begun[self.program_id] = bool(turned)
+            if self.program_id == "harbor-bank":
+                asyncio.get_running_loop().call_soon(turned.append, "turn")
+            return await super().account(member_ref)
+
+    asked: list[str] = []
+    partners = {program: Turning(program, asked) for program in DELAYS}
+
+    def connector_for(program: Program) -> PartnerConnector:
+        return partners[program.id]  # type: ignore[return-value]  # only account() is called
+
+    federation = Federation(pg_db, connector_for, CatalogCache(pg_db, ttl=0), balance_ttl=0, tier_ttl=0)
+    await federation.accounts(member)  # harbor-bank is known as the slowest from now on
+    turned.clear()
+    begun.clear()
+    await federation.accounts(member)
+
+    assert begun == {program: program != "harbor-bank" for program in DELAYS}
