@@ -84,10 +84,12 @@ class AnswerWrites(asyncio.Transport):
         self._transport.write(data)
 
     def flush(self) -> None:
-        """Send the head held, if any."""
+        """Send the head held, if any, unless the connection is closing (the client has gone:
+        uvicorn writes nothing more then, and uvloop refuses a write to a closed connection)."""
         if self._held is not None:
             held, self._held = self._held, None
-            self._transport.write(held)
+            if not self._transport.is_closing():
+                self._transport.write(held)
 
     def close(self) -> None:
         self.flush()

@@ -66,6 +66,15 @@ async def test_closing_sends_the_head_held_first() -> None:
     assert len(sent.writes) == 1  # the turn's end finds nothing held
 
 
+async def test_a_head_held_when_the_client_goes_is_dropped() -> None:
+    sent = Recording()
+    answer = AnswerWrites(sent, asyncio.get_running_loop())
+    answer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    sent.close()  # the connection is lost before the turn ends
+    await asyncio.sleep(0)
+    assert sent.writes == []
+
+
 class Passing:
     """A connection's transport, its writes kept as they pass."""
 
