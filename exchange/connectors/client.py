@@ -63,8 +63,10 @@ class _NoCookies(httpx.Cookies):
 
 @lru_cache(maxsize=1024)
 def _parsed_url(url: str) -> httpx.URL:
-    """``url`` parsed, once for each of a partner's endpoints: parsing is half of what making
-    an ``httpx.Request`` costs, and a URL is immutable, so requests may share one."""
+    """``url`` parsed, kept for the 1,024 URLs called last: parsing is half of what making an
+    ``httpx.Request`` costs, and a URL is immutable, so requests may share one. A GraphQL
+    partner's calls share one URL; a REST partner's name the member in theirs, so a member's
+    next call finds it while it is among the recent ones."""
     return httpx.URL(url)
 
 
